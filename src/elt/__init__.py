@@ -1,0 +1,3 @@
+"""elt: Elastic Looped Transformers for visual generation."""
+
+__version__ = "0.1.0"
