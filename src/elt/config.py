@@ -1,0 +1,205 @@
+"""Experiment configuration: typed sections loaded from YAML, `key=value` overrides, strict validation."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .models.flow import FlowModelConfig
+from .objectives.flow import ObjectiveConfig
+from .objectives.ilsd import MODES
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the key at fault and how to fix it."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "mnist"  # "mnist", "digits" or a path to an image folder (one sub-folder per class)
+    image_size: int | None = None  # None: the data set's native size
+    channels: int | None = None
+
+
+@dataclass
+class TrainConfig:
+    mode: str = "ilsd"  # "ilsd" | "vanilla" | "baseline" (N·L unique blocks, run once)
+    loops: int = 4  # L_max: loops the teacher runs (the baseline builds blocks·loops unique blocks)
+    min_loops: int = 1  # L_min: the student's L_int is drawn from [min_loops, loops)
+    lambda_decay: float = 1.0  # λ reaches 0 after this fraction of `steps`
+    steps: int = 3000  # length of the schedules (λ, learning rate); training stops here
+    max_minutes: float = 0.0  # wall-clock budget; 0 = none. Stops early with a checkpoint
+    batch_size: int = 128  # global batch, split evenly over ranks
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1  # cosine decay to lr·min_lr_ratio at `steps`
+    lr_schedule: str = "cosine"  # "cosine" | "constant"
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0  # 0 disables
+    ema_decay: float = 0.999
+    ema_warmup: bool = True  # decay min(ema_decay, (1+step)/(10+step))
+    label_dropout: float = 0.1
+    precision: str = "bf16"  # "bf16" autocast | "fp32"
+    seed: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    compile: bool = False
+    log_every: int = 25
+    sample_every: int = 500  # sample grid every N steps; 0 = only at the end
+    ckpt_every: int = 500
+    keep_checkpoints: int = 2
+
+
+@dataclass
+class SampleConfig:
+    steps: int = 20
+    cfg: float = 1.0
+
+
+@dataclass
+class Config:
+    family: str = "flow"
+    model: FlowModelConfig = field(default_factory=FlowModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    # ---- derived -------------------------------------------------------------------------------------
+    @property
+    def model_blocks(self) -> int:
+        """Unique blocks actually built: N, or N·L for the baseline."""
+        return self.model.blocks * self.train.loops if self.train.mode == "baseline" else self.model.blocks
+
+    @property
+    def train_loops(self) -> int:
+        """Loops the trained model runs: L_max, or 1 for the baseline."""
+        return 1 if self.train.mode == "baseline" else self.train.loops
+
+    def validate(self) -> "Config":
+        t = self.train
+        if self.family != "flow":
+            raise ConfigError(f"family must be 'flow', got {self.family!r}")
+        if t.mode not in MODES:
+            raise ConfigError(f"train.mode must be one of {MODES}, got {t.mode!r}")
+        if t.loops < 1:
+            raise ConfigError(f"train.loops must be >= 1, got {t.loops}: it is L_max, the teacher's loop count")
+        if t.mode == "ilsd" and not 1 <= t.min_loops < t.loops:
+            raise ConfigError(f"ILSD draws the student's loops from [min_loops, loops): need 1 <= train.min_loops "
+                              f"< train.loops, got min_loops={t.min_loops}, loops={t.loops}")
+        for key in ("steps", "batch_size", "log_every", "ckpt_every", "keep_checkpoints"):
+            if getattr(t, key) < 1:
+                raise ConfigError(f"train.{key} must be >= 1, got {getattr(t, key)}")
+        if t.lr <= 0:
+            raise ConfigError(f"train.lr must be > 0, got {t.lr}")
+        if not 0 <= t.ema_decay < 1:
+            raise ConfigError(f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
+        if not 0 <= t.label_dropout < 1:
+            raise ConfigError(f"train.label_dropout must be in [0, 1), got {t.label_dropout}")
+        if t.precision not in ("bf16", "fp32"):
+            raise ConfigError(f"train.precision must be 'bf16' or 'fp32' (fp16 is not supported), got {t.precision!r}")
+        if t.lr_schedule not in ("cosine", "constant"):
+            raise ConfigError(f"train.lr_schedule must be 'cosine' or 'constant', got {t.lr_schedule!r}")
+        if t.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"train.device must be 'auto', 'cpu' or 'cuda', got {t.device!r}")
+        if self.sample.steps < 1:
+            raise ConfigError(f"sample.steps must be >= 1, got {self.sample.steps}")
+        try:
+            self.model.validate()
+            self.objective.validate()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        return self
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["train"]["betas"] = list(d["train"]["betas"])
+        return d
+
+
+def _build(cls, values: Any, where: str):
+    """Build dataclass `cls` from a mapping, rejecting unknown keys with a close-match hint."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, val in values.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in fields:
+            hint = difflib.get_close_matches(str(key), fields, n=1)
+            raise ConfigError(f"unknown config key '{path}'" + (f": did you mean '{hint[0]}'?" if hint else
+                              f"; valid keys here: {', '.join(fields)}"))
+        sub = _SECTIONS.get(fields[key].type if not isinstance(fields[key].type, str) else fields[key].type)
+        kwargs[key] = _build(sub, val, path) if sub else _coerce(val, fields[key], path)
+    return cls(**kwargs)
+
+
+def _coerce(val: Any, f: dataclasses.Field, path: str):
+    default = f.default if f.default is not dataclasses.MISSING else None
+    if isinstance(default, bool):
+        if not isinstance(val, bool):
+            raise ConfigError(f"{path} must be true or false, got {val!r}")
+    elif isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(val, bool) or not isinstance(val, int):
+            raise ConfigError(f"{path} must be an integer, got {val!r}")
+    elif isinstance(default, float):
+        if isinstance(val, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                val = float(val)
+            except ValueError:
+                pass
+        if isinstance(val, bool) or not isinstance(val, (int, float)):
+            raise ConfigError(f"{path} must be a number, got {val!r}")
+        val = float(val)
+    elif isinstance(default, tuple):
+        if not isinstance(val, (list, tuple)) or len(val) != len(default):
+            raise ConfigError(f"{path} must be a list of {len(default)} numbers, got {val!r}")
+        val = tuple(float(v) for v in val)
+    elif isinstance(default, str) and not isinstance(val, str):
+        raise ConfigError(f"{path} must be a string, got {val!r}")
+    return val
+
+
+_SECTIONS = {"FlowModelConfig": FlowModelConfig, "ObjectiveConfig": ObjectiveConfig, "DataConfig": DataConfig,
+             "TrainConfig": TrainConfig, "SampleConfig": SampleConfig}
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply `a.b=value` strings (value parsed as YAML) to a nested dict, in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.lr=1e-4)")
+        key, text = item.split("=", 1)
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: '{part}' is not a section")
+        node[parts[-1]] = yaml.safe_load(text)
+    return raw
+
+
+def config_from_dict(raw: dict) -> Config:
+    return _build(Config, raw, "").validate()
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML file (or start from defaults), apply overrides, validate."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist: pass a YAML file such as configs/mnist_flow.yaml")
+        raw = yaml.safe_load(path.read_text()) or {}
+    return config_from_dict(apply_overrides(raw, list(overrides or [])))
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -1,0 +1,41 @@
+"""Image grids saved as PNG (Pillow), for sample sheets and the any-time figure."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+
+def make_grid(images: torch.Tensor | np.ndarray, rows: int, cols: int, pad: int = 2) -> np.ndarray:
+    """uint8 (rows·cols, H, W, C) in row-major order -> uint8 (rows·(H+pad)+pad, cols·(W+pad)+pad, C)."""
+    images = np.asarray(images)
+    n, h, w, c = images.shape
+    if n != rows * cols:
+        raise ValueError(f"grid of {rows}x{cols} needs {rows * cols} images, got {n}")
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, dtype=np.uint8)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        out[pad + r * (h + pad):pad + r * (h + pad) + h, pad + k * (w + pad):pad + k * (w + pad) + w] = images[i]
+    return out
+
+
+def save_png(array: np.ndarray, path: str | Path, scale: int = 1,
+             column_titles: list[str] | None = None, title_height: int = 14) -> Path:
+    """Save uint8 (H, W, C) as PNG, upscaled by `scale` (nearest), with optional column headers."""
+    img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    if scale != 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    if column_titles:
+        canvas = Image.new(img.mode, (img.width, img.height + title_height), 255 if img.mode == "L" else (255,) * 3)
+        canvas.paste(img, (0, title_height))
+        draw = ImageDraw.Draw(canvas)
+        step = img.width / len(column_titles)
+        for i, text in enumerate(column_titles):
+            draw.text((int(i * step + 4), 1), text, fill=0 if img.mode == "L" else (0, 0, 0))
+        img = canvas
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path

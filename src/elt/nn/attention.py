@@ -1,0 +1,29 @@
+"""Multi-head self-attention on `F.scaled_dot_product_attention`."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+class SelfAttention(nn.Module):
+    """Bidirectional multi-head self-attention with a fused QKV projection and optional QK-RMSNorm."""
+
+    def __init__(self, dim: int, heads: int, qk_norm: bool = False):
+        super().__init__()
+        if dim % heads != 0:
+            raise ValueError(f"model dim {dim} is not divisible by heads {heads}: choose heads that divide dim")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        head_dim = dim // heads
+        self.q_norm = nn.RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, D)
+        q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=self.heads)
+        q, k = self.q_norm(q), self.k_norm(k)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, H, T, d)
+        return self.proj(rearrange(out, "b h t d -> b t (h d)"))

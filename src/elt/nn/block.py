@@ -1,0 +1,52 @@
+"""Pre-norm transformer block with adaLN-Zero conditioning (DiT style)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attention import SelfAttention
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    # x: (B, T, D); shift, scale: (B, D)
+    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU(approximate="tanh")
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class AdaLNBlock(nn.Module):
+    """x + g1·Attn(mod(LN(x))) ; x + g2·MLP(mod(LN(x))), with (shift, scale, gate)×2 from the condition.
+
+    The modulation is split out (`modulation(c)`) so a looped core computes it once per forward and
+    reuses it in every loop: the condition does not change between loops.
+    """
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, qk_norm: bool = False):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = SelfAttention(dim, heads, qk_norm=qk_norm)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        nn.init.zeros_(self.ada[1].weight)  # adaLN-Zero: the block starts as the identity
+        nn.init.zeros_(self.ada[1].bias)
+
+    def modulation(self, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # c: (B, D) -> six (B, D) tensors
+        return self.ada(c).chunk(6, dim=-1)
+
+    def forward(self, x: torch.Tensor, mod: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        # x: (B, T, D)
+        shift1, scale1, gate1, shift2, scale2, gate2 = mod
+        x = x + gate1.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift1, scale1))
+        x = x + gate2.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        return x

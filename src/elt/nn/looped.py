@@ -1,0 +1,46 @@
+"""LoopedCore: N unique blocks applied L times, with the hidden state returned at any requested exits."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .block import AdaLNBlock
+
+
+def check_loops(loops: int, exits: Sequence[int] | None = None) -> tuple[int, ...]:
+    """Validate a loop count and exit list; return the sorted unique exits (default: just `loops`)."""
+    if isinstance(loops, bool) or not isinstance(loops, int) or loops < 1:
+        raise ValueError(f"loops must be an integer >= 1, got {loops!r}")
+    if exits is None:
+        return (loops,)
+    out = tuple(sorted({int(e) for e in exits}))
+    if not out or out[0] < 1 or out[-1] > loops:
+        raise ValueError(f"exits must lie in 1..loops={loops}, got {tuple(exits)!r}")
+    return out
+
+
+class LoopedCore(nn.Module):
+    """g_Θ = f_N ∘ … ∘ f_1, applied `loops` times. Parameters depend on N only, never on L."""
+
+    def __init__(self, dim: int, heads: int, blocks: int, mlp_ratio: float = 4.0, qk_norm: bool = False):
+        super().__init__()
+        if blocks < 1:
+            raise ValueError(f"blocks must be >= 1, got {blocks}")
+        self.blocks = nn.ModuleList(AdaLNBlock(dim, heads, mlp_ratio, qk_norm) for _ in range(blocks))
+        self.block_calls = 0  # counts block applications (for tests and FLOP accounting)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, loops: int,
+                exits: Sequence[int] | None = None) -> list[torch.Tensor]:
+        """x: (B, T, D) tokens, c: (B, D) condition -> hidden states (B, T, D) after each exit loop."""
+        exits = check_loops(loops, exits)
+        mods = [blk.modulation(c) for blk in self.blocks]  # once per forward, shared by all loops
+        states = []
+        for loop in range(1, exits[-1] + 1):
+            for blk, mod in zip(self.blocks, mods):
+                x = blk(x, mod)
+            self.block_calls += len(self.blocks)
+            if loop in exits:
+                states.append(x)
+        return states

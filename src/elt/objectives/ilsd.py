@@ -1,0 +1,44 @@
+"""Intra-Loop Self Distillation: the loss over loop exits, the student-loop draw and the λ curriculum.
+
+    L = GT(teacher @ L_max) + λ·GT(student @ L_int) + (1 - λ)·Dist(student, stopgrad(teacher))
+
+`vanilla` keeps only the first term; `baseline` (N·L unique blocks run once) does the same.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+MODES = ("ilsd", "vanilla", "baseline")
+
+
+def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
+    """A CPU generator that depends only on (seed, step, stream): identical on every rank and on resume."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 7 + stream)
+
+
+def draw_student_loops(seed: int, step: int, min_loops: int, max_loops: int) -> int:
+    """L_int ~ U{min_loops, …, max_loops - 1}, one draw per training step, the same on every rank."""
+    if not 1 <= min_loops < max_loops:
+        raise ValueError(f"ILSD needs 1 <= min_loops < loops, got min_loops={min_loops}, loops={max_loops}")
+    g = step_generator(seed, step, stream=1)
+    return int(torch.randint(min_loops, max_loops, (1,), generator=g))
+
+
+def ilsd_lambda(step: int, total_steps: int, decay_fraction: float = 1.0) -> float:
+    """λ decays linearly from 1 at step 0 to 0 at `decay_fraction·total_steps`, then stays 0."""
+    end = max(1.0, decay_fraction * total_steps)
+    return max(0.0, 1.0 - step / end)
+
+
+def ilsd_loss(student: torch.Tensor, teacher: torch.Tensor, lam: float,
+              gt: Callable[[torch.Tensor], torch.Tensor],
+              dist: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    """Combine the three ILSD terms. `dist` must stop the gradient into its second argument."""
+    gt_teacher = gt(teacher)
+    gt_student = gt(student)
+    distill = dist(student, teacher.detach())
+    loss = gt_teacher + lam * gt_student + (1 - lam) * distill
+    parts = {"gt_teacher": gt_teacher.detach(), "gt_student": gt_student.detach(), "distill": distill.detach()}
+    return loss, parts

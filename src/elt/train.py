@@ -1,0 +1,253 @@
+"""Trainer for the flow family: ILSD / vanilla / baseline from one code path, DDP-ready, exact resume.
+
+Every random draw of step s (data order, noise, t, label dropout, the student's loop count) is a function
+of (seed, s) alone, so all ranks agree, a P-process run equals a one-process run with the same global batch,
+and a run resumed from a checkpoint continues exactly as if it had never stopped.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm.auto import tqdm
+
+from . import distributed
+from .checkpoint import (CheckpointError, find_checkpoint, load_config_from, load_ema_weights, load_train_state,
+                         load_weights, save_checkpoint)
+from .config import Config, ConfigError
+from .data import load_dataset
+from .ema import EMA
+from .grid import make_grid, save_png
+from .models import build_model
+from .objectives.flow import build_objective
+from .objectives.ilsd import draw_student_loops, ilsd_lambda, ilsd_loss, step_generator
+from .sampling.flow import sample_images
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+def batch_indices(step: int, batch: int, n: int, seed: int) -> torch.Tensor:
+    """Global batch `step` of an endless stream of per-epoch permutations of range(n) -> (batch,) int64."""
+    pos = torch.arange(step * batch, (step + 1) * batch)
+    epochs, offs = pos // n, pos % n
+    out = torch.empty(batch, dtype=torch.long)
+    for e in epochs.unique().tolist():
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + e))
+        sel = epochs == e
+        out[sel] = perm[offs[sel]]
+    return out
+
+
+def learning_rate(step: int, cfg) -> float:
+    t = cfg.train
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    if t.lr_schedule == "constant":
+        return t.lr
+    frac = min(1.0, (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps))
+    return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+@dataclass
+class StepResult:
+    loss: float
+    parts: dict
+    student_loops: int | None
+    lam: float | None
+    grad_norm: float
+
+
+class Trainer:
+    """Owns the model, EMA, optimizer and data; `fit()` trains to `train.steps` or `train.max_minutes`."""
+
+    def __init__(self, cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True):
+        self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
+        self.dist = distributed.setup(cfg.train.device)
+        t = cfg.train
+        if t.batch_size % self.dist.world:
+            raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by the {self.dist.world} "
+                              f"processes: choose a multiple of the process count")
+        self.data = load_dataset(cfg.data.name, "train", image_size=cfg.data.image_size,
+                                 channels=cfg.data.channels, download=True)
+        want = (cfg.model.channels, cfg.model.image_size, cfg.model.image_size)
+        if tuple(self.data.image_shape) != want:
+            raise ConfigError(f"data {cfg.data.name!r} gives images of shape {tuple(self.data.image_shape)} but the "
+                              f"model expects {want}: set model.channels/model.image_size to match, or "
+                              f"data.image_size/data.channels to resize the data")
+        if self.data.num_classes != cfg.model.num_classes:
+            raise ConfigError(f"data {cfg.data.name!r} has {self.data.num_classes} classes but "
+                              f"model.num_classes={cfg.model.num_classes}: make them equal")
+        torch.manual_seed(t.seed)  # initial weights depend on the seed only
+        self.model = build_model(cfg).to(self.dist.device)
+        self.process = build_objective(cfg.objective)
+        self.ema = EMA(self.model, t.ema_decay, t.ema_warmup)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+        self.step, self.elapsed = 0, 0.0
+        if resume:
+            self._resume()
+        self.net = self.model
+        if self.dist.world > 1:
+            self.net = DDP(self.model, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None)
+        if t.compile:
+            self.net = torch.compile(self.net)
+        self.log_path = self.run_dir / "log.jsonl"
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- one step ----------------------------------------------------------------------------------------
+    def _batch(self, step: int):
+        """This rank's slice of global batch `step`: x0 (b, C, H, W) in [-1, 1], labels, noise, u."""
+        t, (r, w) = self.cfg.train, (self.dist.rank, self.dist.world)
+        B = t.batch_size
+        idx = batch_indices(step, B, len(self.data), t.seed)
+        g = step_generator(t.seed, step)
+        C, H, W = self.data.image_shape
+        noise = torch.randn(B, C, H, W, generator=g)
+        u = torch.randn(B, generator=g)
+        drop = torch.rand(B, generator=g) < t.label_dropout
+        b = B // w
+        sl = slice(r * b, (r + 1) * b)
+        images, labels = self.data.get_batch(idx[sl])
+        labels = torch.where(drop[sl], torch.full_like(labels, self.model.null_label), labels)
+        dev = self.dist.device
+        x0 = images.to(dev).float() / 127.5 - 1.0
+        return x0, labels.to(dev), noise[sl].to(dev), u[sl].to(dev)
+
+    def train_step(self, step: int) -> StepResult:
+        cfg, t = self.cfg, self.cfg.train
+        x0, y, noise, u = self._batch(step)
+        x_t, tt, target, weight = self.process.training_inputs(x0, noise, u)
+        L = cfg.train_loops
+        l_int = draw_student_loops(t.seed, step, t.min_loops, L) if t.mode == "ilsd" else None
+        lam = ilsd_lambda(step, t.steps, t.lambda_decay) if t.mode == "ilsd" else None
+        amp = torch.autocast(self.dist.device.type, dtype=torch.bfloat16) if t.precision == "bf16" \
+            else contextlib.nullcontext()
+        with amp:
+            preds = self.net(x_t, tt, y, loops=L, exits=(l_int, L) if l_int else (L,))
+        gt = lambda p: self.process.gt_loss(p, target, weight)  # noqa: E731
+        if l_int:
+            dist = lambda s, te: self.process.dist_loss(s, te, weight)  # noqa: E731
+            loss, parts = ilsd_loss(preds[0], preds[1], lam, gt, dist)
+        else:
+            loss = gt(preds[0])
+            parts = {"gt_teacher": loss.detach()}
+        if not torch.isfinite(loss):
+            raise TrainingError(f"the loss became {loss.item()} at step {step}: lower train.lr, keep train.grad_clip "
+                                f"> 0 or try train.precision=fp32; the last good checkpoint is kept")
+        for group in self.opt.param_groups:
+            group["lr"] = learning_rate(step, cfg)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip if t.grad_clip > 0 else float("inf"))
+        self.opt.step()
+        self.ema.update(self.model, step)
+        return StepResult(loss.item(), {k: v.item() for k, v in parts.items()}, l_int, lam, float(gn))
+
+    # ---- loop --------------------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        t = self.cfg.train
+        main = self.dist.is_main
+        stop_reason = "steps"
+        bar = tqdm(total=t.steps, initial=self.step, disable=not (main and self.progress), dynamic_ncols=True,
+                   desc=f"train {t.mode}")
+        interrupted = {"flag": False}
+        old_term = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, lambda *_: interrupted.__setitem__("flag", True))
+        start, start_elapsed, last = time.perf_counter(), self.elapsed, {}
+        window_t, window_n = time.perf_counter(), 0
+        try:
+            while self.step < t.steps:
+                res = self.train_step(self.step)
+                self.step += 1
+                window_n += t.batch_size
+                self.elapsed = start_elapsed + time.perf_counter() - start
+                if self.step % t.log_every == 0 or self.step == t.steps:
+                    now = time.perf_counter()
+                    last = {"step": self.step, "loss": res.loss, **res.parts, "student_loops": res.student_loops,
+                            "lambda": res.lam, "lr": learning_rate(self.step - 1, self.cfg),
+                            "grad_norm": res.grad_norm, "img_per_s": window_n / (now - window_t),
+                            "elapsed_min": self.elapsed / 60}
+                    window_t, window_n = now, 0
+                    if main:
+                        with open(self.log_path, "a") as f:
+                            f.write(json.dumps(last) + "\n")
+                    bar.set_postfix(loss=f"{res.loss:.4f}", img_s=f"{last['img_per_s']:.0f}")
+                bar.update(1)
+                if self.step % t.ckpt_every == 0 and self.step < t.steps:
+                    self.save()
+                if t.sample_every and self.step % t.sample_every == 0 and self.step < t.steps:
+                    self.sample_grid()
+                if t.max_minutes and self.elapsed >= 60 * t.max_minutes:
+                    stop_reason = "max_minutes"
+                    break
+                if interrupted["flag"]:
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            stop_reason = "interrupted"
+            if main:
+                tqdm.write(f"interrupted at step {self.step}: saving a checkpoint before exiting")
+        finally:
+            bar.close()
+            signal.signal(signal.SIGTERM, old_term)
+        self.save()
+        if stop_reason != "interrupted":
+            self.sample_grid()
+        summary = {"step": self.step, "stop": stop_reason, "elapsed_min": self.elapsed / 60, **last}
+        if main:
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if stop_reason == "interrupted":
+            raise KeyboardInterrupt
+        return summary
+
+    # ---- checkpoints and samples ---------------------------------------------------------------------------
+    def save(self) -> None:
+        if self.dist.is_main:
+            state = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "step": self.step,
+                     "elapsed": self.elapsed}
+            save_checkpoint(self.run_dir, self.step, self.cfg, self.ema.model.state_dict(), state,
+                            keep=self.cfg.train.keep_checkpoints)
+        distributed.barrier()
+
+    def _resume(self) -> None:
+        try:
+            ckpt = find_checkpoint(self.run_dir)
+        except CheckpointError as e:
+            raise CheckpointError(f"cannot resume: {e}") from None
+        saved = load_config_from(ckpt)
+        if saved.model != self.cfg.model or saved.train.mode != self.cfg.train.mode or \
+                saved.train.loops != self.cfg.train.loops:
+            raise CheckpointError(f"cannot resume {ckpt}: it was trained with another architecture or mode; "
+                                  f"resume with the config saved in {ckpt / 'config.yaml'} or use a new --out folder")
+        state = load_train_state(ckpt)
+        load_weights(self.model, state["model"], str(ckpt))
+        load_weights(self.ema.model, load_ema_weights(ckpt), str(ckpt))
+        self.opt.load_state_dict(state["optimizer"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+
+    def sample_grid(self, per_class: int = 8, steps: int | None = None) -> Path | None:
+        """EMA samples at L_max: one row per class -> RUN_DIR/samples/step_XXXXXXX.png."""
+        if not self.dist.is_main:
+            return None
+        k = self.cfg.model.num_classes
+        labels = torch.arange(k).repeat_interleave(per_class)
+        imgs = sample_images(self.ema.model, self.process, labels, loops=self.cfg.train_loops,
+                             steps=steps or self.cfg.sample.steps, cfg=self.cfg.sample.cfg, seed=0)
+        path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
+        return save_png(make_grid(imgs, k, per_class), path, scale=2)
+
+
+def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
+    trainer = Trainer(cfg, run_dir, resume=resume, progress=progress)
+    try:
+        return trainer.fit()
+    finally:
+        distributed.teardown()
