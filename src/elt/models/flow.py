@@ -27,6 +27,7 @@ class FlowModelConfig:
     num_classes: int = 10
     pos_embed: str = "sincos"  # "sincos" (fixed) or "learned"
     qk_norm: bool = False
+    attn_impl: str = "auto"  # "auto" | "sdpa" | "math" (see elt.nn.attention)
 
     def validate(self) -> None:
         if self.image_size % self.patch != 0:
@@ -34,6 +35,8 @@ class FlowModelConfig:
                              f"pick a patch size that divides the image side (e.g. 2, 4 or 7 for 28)")
         if self.dim % self.heads != 0:
             raise ValueError(f"model.dim={self.dim} is not divisible by model.heads={self.heads}")
+        if self.attn_impl not in ("auto", "sdpa", "math"):
+            raise ValueError(f"model.attn_impl must be 'auto', 'sdpa' or 'math', got {self.attn_impl!r}")
         if self.pos_embed not in ("sincos", "learned"):
             raise ValueError(f"model.pos_embed must be 'sincos' or 'learned', got {self.pos_embed!r}")
         for key in ("image_size", "channels", "patch", "dim", "heads", "blocks", "num_classes"):
@@ -78,7 +81,7 @@ class FlowTransformer(nn.Module):
             self.register_buffer("pos", pos, persistent=False)
         self.t_embed = TimestepEmbedder(d)
         self.y_embed = LabelEmbedder(cfg.num_classes, d)
-        self.core = LoopedCore(d, cfg.heads, cfg.blocks, cfg.mlp_ratio, cfg.qk_norm)
+        self.core = LoopedCore(d, cfg.heads, cfg.blocks, cfg.mlp_ratio, cfg.qk_norm, cfg.attn_impl)
         self.final = FinalLayer(d, p * p * c)
         self._init_weights()
 
