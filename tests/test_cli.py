@@ -126,8 +126,6 @@ def test_bad_value_type(trained, tmp_path, capsys):
     assert rc == 2 and "train.loops must be an integer" in _err(capsys)
 
 
-@pytest.mark.xfail(strict=True, reason="argparse takes `config` and `overrides` in one positional chunk, so "
-                                       "overrides after --out/--no-progress are 'unrecognized arguments'")
 def test_overrides_after_options(tiny_cfg_dict, tmp_path, capsys):
     cfg_path = _write_cfg(tmp_path / "c.yaml", tiny_cfg_dict())
     rc = main(["train", str(cfg_path), "--out", str(tmp_path / "r"), "--no-progress", "train.steps=1"])
@@ -190,8 +188,6 @@ def test_checkpoint_from_another_architecture(trained, make_config, tmp_path, ca
     assert not (tmp_path / "x.npz").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="cli.cmd_sample uses `args.loops or cfg.train_loops`, so --loops 0 silently "
-                                       "samples at L_max instead of reaching the `loops < 1` error")
 def test_sample_loops_zero_is_an_error(trained, tmp_path, capsys):
     _, run = trained
     rc = main(["sample", str(run), "--out", str(tmp_path / "x.npz"), "--loops", "0", "--steps", "1",
@@ -245,10 +241,6 @@ def test_diverging_training_exits_1(trained, tmp_path, capsys):
     assert not list((tmp_path / "r").rglob(".tmp-*"))
 
 
-@pytest.mark.xfail(strict=True, reason="cli.cmd_sample/cmd_anytime do not validate --steps/--batch-size/--max-loops: "
-                                       "`x or default` turns 0 into the default, negative --steps writes pure noise "
-                                       "with exit 0, and --batch-size 0 / --max-loops -1 / --steps -2 end in a "
-                                       "traceback (ValueError/RuntimeError) instead of exit 2")
 @pytest.mark.parametrize("args", [
     ["sample", "--steps", "-1"],
     ["sample", "--steps", "0"],

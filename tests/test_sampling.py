@@ -61,8 +61,6 @@ def test_euler_results_independent_of_batch_size(model):
         assert diff.max() <= 1 and (diff > 0).float().mean() < 0.01, bs
 
 
-@pytest.mark.xfail(reason="ddpm ancestral noise is seeded per batch start (seed*7919+start), so DDPM samples "
-                          "depend on batch_size although sample_images documents they do not", strict=True)
 def test_ddpm_results_independent_of_batch_size(model):
     ref = sample_images(model, DIFF, LABELS, loops=2, steps=4, seed=3, batch_size=250)
     out = sample_images(model, DIFF, LABELS, loops=2, steps=4, seed=3, batch_size=2)

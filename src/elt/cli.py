@@ -27,6 +27,18 @@ def _labels(args, num_classes: int) -> torch.Tensor:
     return torch.arange(num_classes).repeat_interleave(args.per_class)
 
 
+def _at_least_1(flag: str, value: int) -> int:
+    if value < 1:
+        raise ConfigError(f"{flag} must be >= 1, got {value}")
+    return value
+
+
+def _sampling_settings(args, cfg) -> tuple[int, float]:
+    """(steps, cfg scale) from the flags, falling back to the run's `sample` config section."""
+    steps = _at_least_1("--steps", cfg.sample.steps if args.steps is None else args.steps)
+    return steps, cfg.sample.cfg if args.cfg is None else args.cfg
+
+
 def cmd_data(args) -> None:
     from .data import fetch_digits, fetch_mnist, load_dataset
 
@@ -57,23 +69,22 @@ def _load(run_dir: str):
 
 
 def generate(model, cfg, process, labels, loops, steps, guidance, seed, batch_size, precision, desc=None):
-    """Sample with optional bf16 autocast and a progress bar -> uint8 (N, H, W, C)."""
+    """Sample with a progress bar -> uint8 (N, H, W, C)."""
     from .sampling.flow import sample_images
 
-    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
-    with amp, tqdm(total=len(labels), desc=desc or f"sample L={loops}", unit="img", disable=desc == "") as bar:
-        return sample_images(model, process, labels, loops, steps, guidance, seed, batch_size, progress=bar)
+    with tqdm(total=len(labels), desc=desc or f"sample L={loops}", unit="img", disable=desc == "") as bar:
+        return sample_images(model, process, labels, loops, steps, guidance, seed, batch_size, progress=bar,
+                             precision=precision)
 
 
 def cmd_sample(args) -> None:
     from .grid import make_grid, save_png
 
     model, cfg, process = _load(args.run_dir)
-    loops = args.loops or cfg.train_loops
-    if loops < 1:
-        raise ConfigError(f"--loops must be >= 1, got {loops}")
+    loops = _at_least_1("--loops", cfg.train_loops if args.loops is None else args.loops)
+    _at_least_1("--batch-size", args.batch_size)
     labels = _labels(args, cfg.model.num_classes)
-    steps, guidance = args.steps or cfg.sample.steps, cfg.sample.cfg if args.cfg is None else args.cfg
+    steps, guidance = _sampling_settings(args, cfg)
     t0 = time.perf_counter()
     images = generate(model, cfg, process, labels, loops, steps, guidance, args.seed, args.batch_size, args.precision)
     dt = time.perf_counter() - t0
@@ -102,8 +113,8 @@ def cmd_anytime(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     model, cfg, process = _load(args.run_dir)
     L_max = cfg.train_loops
-    loop_counts = list(range(1, (args.max_loops or L_max + 2) + 1))
-    steps, guidance = args.steps or cfg.sample.steps, cfg.sample.cfg if args.cfg is None else args.cfg
+    loop_counts = list(range(1, _at_least_1("--max-loops", L_max + 2 if args.max_loops is None else args.max_loops) + 1))
+    steps, guidance = _sampling_settings(args, cfg)
     k = cfg.model.num_classes
     # grid: a row per class, a column per loop count (same noise in every column)
     grid_labels = torch.arange(k)
@@ -218,14 +229,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("data", nargs="?", help="data set for train-classifier (mnist, digits or a folder)")
     e.add_argument("--classifier", help="classifier folder")
     e.add_argument("--out", help="report.json, or the classifier folder for train-classifier")
-    e.add_argument("--epochs", type=int, default=4)
+    e.add_argument("--epochs", type=int, default=12, help="classifier training epochs")
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=cmd_eval)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # `key=value` overrides may also follow the options of `elt train`
+        if args.command != "train" or any(x.startswith("-") or "=" not in x for x in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + extra
     try:
         args.func(args)
     except (ConfigError, CheckpointError, DataError, FileNotFoundError) as e:

@@ -223,9 +223,11 @@ class Trainer:
         except CheckpointError as e:
             raise CheckpointError(f"cannot resume: {e}") from None
         saved = load_config_from(ckpt)
-        if saved.model != self.cfg.model or saved.train.mode != self.cfg.train.mode or \
-                saved.train.loops != self.cfg.train.loops:
-            raise CheckpointError(f"cannot resume {ckpt}: it was trained with another architecture or mode; "
+        same = (saved.model, saved.objective, saved.train.mode, saved.train.loops, saved.train.seed) == \
+            (self.cfg.model, self.cfg.objective, self.cfg.train.mode, self.cfg.train.loops, self.cfg.train.seed)
+        if not same:
+            raise CheckpointError(f"cannot resume {ckpt}: it was trained with another architecture, objective, "
+                                  f"mode, loop count or seed; "
                                   f"resume with the config saved in {ckpt / 'config.yaml'} or use a new --out folder")
         state = load_train_state(ckpt)
         load_weights(self.model, state["model"], str(ckpt))
@@ -240,7 +242,8 @@ class Trainer:
         k = self.cfg.model.num_classes
         labels = torch.arange(k).repeat_interleave(per_class)
         imgs = sample_images(self.ema.model, self.process, labels, loops=self.cfg.train_loops,
-                             steps=steps or self.cfg.sample.steps, cfg=self.cfg.sample.cfg, seed=0)
+                             steps=steps or self.cfg.sample.steps, cfg=self.cfg.sample.cfg, seed=0,
+                             precision=self.cfg.train.precision)
         path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
         return save_png(make_grid(imgs, k, per_class), path, scale=2)
 

@@ -15,6 +15,8 @@ def check_loops(loops: int, exits: Sequence[int] | None = None) -> tuple[int, ..
         raise ValueError(f"loops must be an integer >= 1, got {loops!r}")
     if exits is None:
         return (loops,)
+    if any(isinstance(e, bool) or int(e) != e for e in exits):
+        raise ValueError(f"exits must be integers, got {tuple(exits)!r}")
     out = tuple(sorted({int(e) for e in exits}))
     if not out or out[0] < 1 or out[-1] > loops:
         raise ValueError(f"exits must lie in 1..loops={loops}, got {tuple(exits)!r}")
