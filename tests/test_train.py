@@ -138,11 +138,12 @@ def test_resume_on_empty_folder_errors(make_config, tiny_dataset, tmp_path):
         Trainer(make_config(), tmp_path / "missing", resume=True, progress=False)
 
 
-@pytest.mark.parametrize("change", ["model.dim=64", "train.loops=2", "train.mode=vanilla", "model.blocks=3"])
+@pytest.mark.parametrize("change", ["model.dim=64", "train.loops=2", "train.mode=vanilla", "model.blocks=3",
+                                    "objective.kind=diffusion", "train.seed=1"])
 def test_resume_with_other_architecture_errors(make_config, tiny_dataset, tmp_path, change):
     run = tmp_path / "run"
     train(make_config("train.steps=2"), run, progress=False)
-    with pytest.raises(CheckpointError, match="another architecture or mode"):
+    with pytest.raises(CheckpointError, match="another architecture, objective, mode, loop count or seed"):
         Trainer(make_config("train.steps=4", change), run, resume=True, progress=False)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -57,7 +58,8 @@ def cmd_train(args) -> None:
         raise CheckpointError(f"{out} already holds a trained run: pass --resume to continue it, "
                               f"or choose a new --out folder")
     summary = train(cfg, out, resume=args.resume, progress=not args.no_progress)
-    print(json.dumps({k: summary[k] for k in ("step", "stop", "elapsed_min", "loss") if k in summary}))
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps({k: summary[k] for k in ("step", "stop", "elapsed_min", "loss") if k in summary}))
 
 
 def _load(run_dir: str):

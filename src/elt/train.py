@@ -10,6 +10,8 @@ import contextlib
 import json
 import math
 import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +57,28 @@ def learning_rate(step: int, cfg) -> float:
         return t.lr
     frac = min(1.0, (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps))
     return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+class _StopRequest:
+    """Ctrl-C / SIGTERM set a flag that the loop checks between steps, so the checkpoint saved on the way
+    out holds a whole step (model, EMA, optimizer and counter agree). A second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.flag = False
+        self.old = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.old[sig] = signal.getsignal(sig)
+                signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.flag and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.flag = True
+
+    def restore(self) -> None:
+        for sig, handler in self.old.items():
+            signal.signal(sig, handler)
 
 
 @dataclass
@@ -159,9 +183,7 @@ class Trainer:
         stop_reason = "steps"
         bar = tqdm(total=t.steps, initial=self.step, disable=not (main and self.progress), dynamic_ncols=True,
                    desc=f"train {t.mode}")
-        interrupted = {"flag": False}
-        old_term = signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, lambda *_: interrupted.__setitem__("flag", True))
+        stop_request = _StopRequest()
         start, start_elapsed, last = time.perf_counter(), self.elapsed, {}
         window_t, window_n = time.perf_counter(), 0
         try:
@@ -189,15 +211,15 @@ class Trainer:
                 if t.max_minutes and self.elapsed >= 60 * t.max_minutes:
                     stop_reason = "max_minutes"
                     break
-                if interrupted["flag"]:
+                if stop_request.flag:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
             stop_reason = "interrupted"
             if main:
-                tqdm.write(f"interrupted at step {self.step}: saving a checkpoint before exiting")
+                tqdm.write(f"interrupted at step {self.step}: saving a checkpoint before exiting", file=sys.stderr)
         finally:
             bar.close()
-            signal.signal(signal.SIGTERM, old_term)
+            stop_request.restore()
         self.save()
         if stop_reason != "interrupted":
             self.sample_grid()
