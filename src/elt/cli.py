@@ -161,9 +161,17 @@ def cmd_eval(args) -> None:
     if not args.classifier:
         raise ConfigError("pass --classifier CLS_DIR (made by `elt eval train-classifier DATA --out CLS_DIR`)")
     clf = load_classifier(args.classifier)
-    res = class_consistency(clf, data["arr_0"], torch.as_tensor(data["arr_1"]))
-    report = {"samples": str(path), "n": int(len(data["arr_1"])), "classifier": str(args.classifier), **res}
-    print(json.dumps({k: report[k] for k in ("n", "accuracy")}))
+    report = {"samples": str(path), "n": int(len(data["arr_1"])), "classifier": str(args.classifier)}
+    if args.ref:
+        from .eval.report import classifier_report
+
+        report.update(classifier_report(clf, data["arr_0"], data["arr_1"], args.ref, seed=args.seed))
+        print(json.dumps({"n": report["n"], "class_consistency": report["class_consistency"]["accuracy"],
+                          "fd_classifier": report["fd_classifier"],
+                          "fd_classifier_real_floor": report["fd_classifier_real_floor"]}))
+    else:
+        report.update(class_consistency(clf, data["arr_0"], torch.as_tensor(data["arr_1"])))
+        print(json.dumps({k: report[k] for k in ("n", "accuracy")}))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
 
@@ -174,7 +182,8 @@ def cmd_train_classifier(args) -> None:
 
     if not args.data or not args.out:
         raise ConfigError("usage: elt eval train-classifier DATA --out CLS_DIR")
-    tr, te = load_dataset(args.data, "train"), load_dataset(args.data, "test")
+    size = {"image_size": args.image_size, "channels": args.channels}
+    tr, te = load_dataset(args.data, "train", **size), load_dataset(args.data, "test", **size)
     xtr, ytr = tr.get_batch(torch.arange(len(tr)))
     xte, yte = te.get_batch(torch.arange(len(te)))
     model, acc = train_classifier(xtr, ytr, xte, yte, epochs=args.epochs, seed=args.seed)
@@ -230,8 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("target", help="SAMPLES.npz, or the word train-classifier")
     e.add_argument("data", nargs="?", help="data set for train-classifier (mnist, digits or a folder)")
     e.add_argument("--classifier", help="classifier folder")
+    e.add_argument("--ref", help="reference data (mnist, digits or a folder): adds FD in classifier feature "
+                   "space and its real-vs-real floor")
     e.add_argument("--out", help="report.json, or the classifier folder for train-classifier")
     e.add_argument("--epochs", type=int, default=12, help="classifier training epochs")
+    e.add_argument("--image-size", type=int, help="train-classifier: resize the data to this side (folders)")
+    e.add_argument("--channels", type=int, help="train-classifier: 1 (grey) or 3 (RGB)")
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=cmd_eval)
     return p

@@ -198,15 +198,26 @@ def _as_nchw_uint8(images: np.ndarray | torch.Tensor, channels: int) -> torch.Te
 
 
 @torch.no_grad()
-def predict(model: DigitClassifier, images: np.ndarray | torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """uint8 images (NHWC or NCHW, numpy or torch) -> (N,) int64 predicted labels on CPU."""
+def _apply(model: DigitClassifier, fn, images: np.ndarray | torch.Tensor, batch_size: int,
+           empty: torch.Tensor) -> torch.Tensor:
+    """fn(model input batch in [-1, 1]) over uint8 images (NHWC or NCHW) in eval mode, concatenated on CPU."""
     x = _as_nchw_uint8(images, model.in_channels)
     device = _model_device(model)
     was_training = model.training
     model.eval()
-    out = [model(_to_unit(x[i:i + batch_size].to(device))).argmax(1).cpu() for i in range(0, x.shape[0], batch_size)]
+    out = [fn(_to_unit(x[i:i + batch_size].to(device))).cpu() for i in range(0, x.shape[0], batch_size)]
     model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+    return torch.cat(out) if out else empty
+
+
+def predict(model: DigitClassifier, images: np.ndarray | torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """uint8 images (NHWC or NCHW, numpy or torch) -> (N,) int64 predicted labels on CPU."""
+    return _apply(model, lambda x: model(x).argmax(1), images, batch_size, torch.empty(0, dtype=torch.long))
+
+
+def embed(model: DigitClassifier, images: np.ndarray | torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """uint8 images -> (N, FEATURE_DIM) penultimate features, for Fréchet distance in classifier space."""
+    return _apply(model, model.features, images, batch_size, torch.empty(0, FEATURE_DIM))
 
 
 def class_consistency(
