@@ -10,20 +10,21 @@ from elt.objectives.flow import Diffusion, ObjectiveConfig, RectifiedFlow
 from elt.sampling import ddpm_sample, euler_sample, guided, sample_images, to_uint8
 
 
+def _tiny_model(randomize, channels: int, blocks: int, seed: int) -> FlowTransformer:
+    torch.manual_seed(0)
+    m = FlowTransformer(FlowModelConfig(image_size=8, channels=channels, patch=4, dim=32, heads=2, blocks=blocks,
+                                        mlp_ratio=2.0, num_classes=3))
+    return randomize(m, seed=seed, std=0.1).eval()
+
+
 @pytest.fixture
 def model(randomize):
-    torch.manual_seed(0)
-    m = FlowTransformer(FlowModelConfig(image_size=8, channels=1, patch=4, dim=32, heads=2, blocks=2,
-                                        mlp_ratio=2.0, num_classes=3))
-    return randomize(m, seed=1, std=0.1).eval()
+    return _tiny_model(randomize, channels=1, blocks=2, seed=1)
 
 
 @pytest.fixture
 def rgb_model(randomize):
-    torch.manual_seed(0)
-    m = FlowTransformer(FlowModelConfig(image_size=8, channels=3, patch=4, dim=32, heads=2, blocks=1,
-                                        mlp_ratio=2.0, num_classes=3))
-    return randomize(m, seed=2, std=0.1).eval()
+    return _tiny_model(randomize, channels=3, blocks=1, seed=2)
 
 
 RF = RectifiedFlow(ObjectiveConfig())

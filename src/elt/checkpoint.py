@@ -13,11 +13,10 @@ import tempfile
 from pathlib import Path
 
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 
 from .config import Config, config_from_dict, dump_config
-
-import yaml
 
 
 class CheckpointError(RuntimeError):

@@ -70,7 +70,7 @@ def _load(run_dir: str):
     return model, cfg, build_objective(cfg.objective)
 
 
-def generate(model, cfg, process, labels, loops, steps, guidance, seed, batch_size, precision, desc=None):
+def generate(model, process, labels, loops, steps, guidance, seed, batch_size, precision, desc=None):
     """Sample with a progress bar -> uint8 (N, H, W, C)."""
     from .sampling.flow import sample_images
 
@@ -88,7 +88,7 @@ def cmd_sample(args) -> None:
     labels = _labels(args, cfg.model.num_classes)
     steps, guidance = _sampling_settings(args, cfg)
     t0 = time.perf_counter()
-    images = generate(model, cfg, process, labels, loops, steps, guidance, args.seed, args.batch_size, args.precision)
+    images = generate(model, process, labels, loops, steps, guidance, args.seed, args.batch_size, args.precision)
     dt = time.perf_counter() - t0
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +120,7 @@ def cmd_anytime(args) -> None:
     k = cfg.model.num_classes
     # grid: a row per class, a column per loop count (same noise in every column)
     grid_labels = torch.arange(k)
-    columns = [generate(model, cfg, process, grid_labels, L, steps, guidance, args.seed, 500, args.precision, "")
+    columns = [generate(model, process, grid_labels, L, steps, guidance, args.seed, 500, args.precision, "")
                for L in tqdm(loop_counts, desc="any-time grid")]
     cells = torch.stack(columns, 1).flatten(0, 1)  # (k·len(loops), H, W, C) row-major
     grid_path = save_png(make_grid(cells, k, len(loop_counts)), out / "anytime.png", scale=3,
@@ -134,7 +134,7 @@ def cmd_anytime(args) -> None:
         rows = []
         for L in loop_counts:
             t0 = time.perf_counter()
-            imgs = generate(model, cfg, process, labels, L, steps, guidance, args.seed, 500, args.precision)
+            imgs = generate(model, process, labels, L, steps, guidance, args.seed, 500, args.precision)
             dt = time.perf_counter() - t0
             acc = class_consistency(clf, imgs, labels)
             rows.append({"loops": L, "class_consistency": acc["accuracy"], "per_class": acc["per_class"],

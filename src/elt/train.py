@@ -7,6 +7,7 @@ and a run resumed from a checkpoint continues exactly as if it had never stopped
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import signal
@@ -37,13 +38,19 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
 
 
+@functools.lru_cache(maxsize=2)
+def _epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """Data order of one epoch, a function of (seed, epoch); cached so a step does not redraw it."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
 def batch_indices(step: int, batch: int, n: int, seed: int) -> torch.Tensor:
     """Global batch `step` of an endless stream of per-epoch permutations of range(n) -> (batch,) int64."""
     pos = torch.arange(step * batch, (step + 1) * batch)
     epochs, offs = pos // n, pos % n
     out = torch.empty(batch, dtype=torch.long)
     for e in epochs.unique().tolist():
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + e))
+        perm = _epoch_permutation(n, seed, e)
         sel = epochs == e
         out[sel] = perm[offs[sel]]
     return out
