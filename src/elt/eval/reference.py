@@ -1,0 +1,72 @@
+"""Real reference images and their features, cached on disk per data set content and feature extractor.
+
+A cache entry is `<cache>/features/<extractor id>-<sha1 of the uint8 images>.npy`: a different split,
+resize, extractor or weights file gets a different key, so a stale entry is never reused.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..data import DataError, load_dataset
+from ..data.cache import resolve_cache_dir
+
+
+def real_images(ref: str, split: str, image_size: int, channels: int) -> torch.Tensor:
+    """All images of `ref`'s split as uint8 (N, C, H, W), brought to the given size and channels."""
+    ds = load_dataset(ref, split, image_size=image_size, channels=channels)
+    return ds.get_batch(torch.arange(len(ds)))[0]
+
+
+def images_sha1(images: torch.Tensor) -> str:
+    h = hashlib.sha1(str(tuple(images.shape)).encode())
+    h.update(images.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def cached_features(extractor_id: str, images: torch.Tensor, embed: Callable[[torch.Tensor], np.ndarray],
+                    cache_dir: str | os.PathLike | None = None) -> np.ndarray:
+    """embed(images) -> (N, D) float32, read from / written to the feature cache."""
+    path = resolve_cache_dir(cache_dir) / "features" / f"{extractor_id}-{images_sha1(images)[:16]}.npy"
+    if path.is_file():
+        try:
+            feats = np.load(path, allow_pickle=False)
+            if feats.ndim == 2 and len(feats) == len(images):
+                return feats
+        except (OSError, ValueError):
+            pass  # unreadable: recompute and overwrite below
+    feats = np.ascontiguousarray(embed(images), dtype=np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, feats)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return feats
+
+
+def reference_and_floor(ref: str, image_size: int, channels: int, seed: int = 0
+                        ) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(reference images, held-out real images for the floor, where the floor comes from).
+
+    Reference = the train split; floor images = the test split in a fixed permutation, or, for data without
+    a test split, a disjoint half of the train split (the reference is then the other half).
+    """
+    train = real_images(ref, "train", image_size, channels)
+    g = torch.Generator().manual_seed(seed)
+    try:
+        test = real_images(ref, "test", image_size, channels)
+        return train, test[torch.randperm(len(test), generator=g)], "test split"
+    except DataError:
+        perm = torch.randperm(len(train), generator=g)
+        half = len(train) // 2
+        return train[perm[half:]], train[perm[:half]], "disjoint half of the train split"

@@ -1,0 +1,56 @@
+"""Any-time plots (matplotlib, headless): quality against loop count and against GFLOPs per sample, one line
+per run, so ILSD, vanilla looping and the unique-layer baseline overlay as in the paper's Fig. 8."""
+from __future__ import annotations
+
+from pathlib import Path
+
+# (key in a result row, axis label, lower is better)
+METRICS = [("class_consistency", "class-consistency", False), ("fd_classifier", "FD (classifier features)", True),
+           ("fid", "FID (Inception)", True), ("inception_precision", "precision (Inception)", False),
+           ("inception_recall", "recall (Inception)", False)]
+
+
+def plot_anytime(runs: list[dict], path: str | Path) -> Path:
+    """runs: [{"name", "trained_loops", "results": [rows with loops, steps, gflops_per_sample, metrics]}]."""
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ImportError("the any-time plot needs matplotlib: pip install 'elt[eval]'") from e
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    present = [m for m in METRICS if any(m[0] in r for run in runs for r in run["results"])]
+    if not present:
+        raise ValueError("no quality metrics in the results: run the sweep with --eval")
+    fig, axes = plt.subplots(2, len(present), figsize=(4.2 * len(present), 7), squeeze=False)
+    for j, (key, label, lower_better) in enumerate(present):
+        for run in runs:
+            by_steps: dict[int, list[dict]] = {}
+            for r in run["results"]:
+                if key in r:
+                    by_steps.setdefault(r["steps"], []).append(r)
+            for steps, rows in sorted(by_steps.items()):
+                rows.sort(key=lambda r: r["loops"])
+                tag = run["name"] + (f", {steps} steps" if len(by_steps) > 1 else "")
+                floor = rows[0].get(f"{key}_real_floor")
+                for i, x in enumerate(("loops", "gflops_per_sample")):
+                    axes[i, j].plot([r[x] for r in rows], [r[key] for r in rows], "o-", label=tag)
+                    if floor is not None and run is runs[0] and steps == min(by_steps):
+                        axes[i, j].axhline(floor, color="grey", ls=":", lw=1, label="real floor")
+        for i, x in enumerate(("loop count L", "GFLOPs per sample")):
+            ax = axes[i, j]
+            ax.set_xlabel(x)
+            ax.set_ylabel(label + (" ↓" if lower_better else " ↑"))
+            ax.grid(alpha=0.3)
+            if i == 1:
+                ax.set_xscale("log")
+        trained = {run["trained_loops"] for run in runs if run.get("trained_loops")}
+        for L in trained:
+            axes[0, j].axvline(L, color="k", ls="--", lw=0.6, alpha=0.4)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("any-time quality (dashed: trained L_max; dotted: real-vs-real floor)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
