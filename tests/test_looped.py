@@ -268,3 +268,19 @@ def test_attention_implementations_agree():
         torch.testing.assert_close(x.grad, g_ref, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="impl"):
         SelfAttention(DIM, 2, impl="flash")
+
+
+def test_compiled_core_does_not_recompile_per_call():
+    """The block-call counter must not make torch.compile specialise (and recompile) on every forward."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    core = LoopedCore(dim=16, heads=2, blocks=2)
+    fn = torch.compile(core, backend="eager")
+    x, c = torch.randn(2, 4, 16), torch.randn(2, 16)
+    for _ in range(3):
+        fn(x, c, loops=2)
+    assert counters["stats"]["unique_graphs"] == 1
+    torch._dynamo.reset()

@@ -43,7 +43,8 @@ class LoopedCore(nn.Module):
         for loop in range(1, exits[-1] + 1):
             for blk, mod in zip(self.blocks, mods):
                 x = blk(x, mod)
-            self.block_calls += len(self.blocks)
+            if not torch.compiler.is_compiling():  # a changing int attribute would force recompiles
+                self.block_calls += len(self.blocks)
             if loop in exits:
                 states.append(x)
         return states
