@@ -1,4 +1,4 @@
-"""`elt` command line: data, train, sample, anytime, eval."""
+"""`elt` command line: data, train, sample, anytime, eval, bench."""
 from __future__ import annotations
 
 import argparse
@@ -216,6 +216,15 @@ def cmd_train_classifier(args) -> None:
     print(f"classifier held-out accuracy {acc:.4f} on {len(te)} test images; saved to {args.out}")
 
 
+def cmd_bench(args) -> None:
+    from .bench import BenchOptions, run_bench
+
+    run_bench(BenchOptions(config=args.config, overrides=list(args.overrides), batches=args.batch,
+                           train_batch=args.train_batch, reps=args.reps, warmup=args.warmup, precision=args.precision,
+                           device=args.device, compile=args.compile, threads=args.threads, peer=not args.no_peer,
+                           json_path=args.json, smoke=args.smoke))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="elt", description="Elastic Looped Transformers: train once, sample at any "
                                 "loop count.")
@@ -284,6 +293,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--channels", type=int, help="train-classifier: 1 (grey) or 3 (RGB)")
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("bench", help="speed: the ELT model vs its iso-compute baseline vs a diffusers DiT peer "
+                       "(interleaved reps, median, FLOPs, memory)")
+    b.add_argument("config", help="YAML config, e.g. configs/mnist_flow.yaml")
+    b.add_argument("overrides", nargs="*", help="key=value overrides right after CONFIG, e.g. model.dim=512")
+    b.add_argument("--batch", type=int, nargs="+", help="forward (sampling-step) batch sizes (default: 1 8 64)")
+    b.add_argument("--train-batch", type=int, help="training-step batch (default: the config's train.batch_size)")
+    b.add_argument("--reps", type=int, help="timed repetitions per measurement (default 7); the median is reported")
+    b.add_argument("--warmup", type=int, help="untimed warm-up repetitions (default 2)")
+    b.add_argument("--precision", choices=["bf16", "fp32"], help="default: the config's train.precision")
+    b.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    b.add_argument("--compile", action="store_true", help="time torch.compile'd models (compile time reported apart)")
+    b.add_argument("--threads", type=int, help="torch CPU threads (default: PyTorch's choice)")
+    b.add_argument("--no-peer", action="store_true", help="skip the diffusers DiT peer")
+    b.add_argument("--json", help="also write every number and the protocol to this file")
+    b.add_argument("--smoke", action="store_true", help="tiny batches and reps: runs in seconds (for tests)")
+    b.set_defaults(func=cmd_bench)
     return p
 
 

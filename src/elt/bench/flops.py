@@ -1,0 +1,110 @@
+"""FLOPs: an analytic count of the matmuls of a DiT-style transformer, a counted one (FlopCounterMode), and
+this machine's matmul peak (a large square matmul) to put achieved FLOP/s in proportion.
+
+Convention: one multiply-add = 2 FLOPs, so an (m×k)·(k×n) matmul is 2·m·n·k. Only matmuls count (linear
+layers, attention QKᵀ and AV, the patch convolution); norms, activations and softmax are left out, as
+FlopCounterMode does.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+
+@dataclass(frozen=True)
+class Arch:
+    """What one forward pass computes, per sample."""
+
+    tokens: int  # T
+    dim: int  # D
+    mlp_hidden: int  # hidden width of the MLP
+    patch_dim: int  # P = p·p·C (pixels per token)
+    block_calls: int  # transformer-block applications (unique blocks × loops)
+    ada_evals: int  # adaLN modulations computed, D -> 6D each
+    t_mlp_evals: int  # timestep MLPs evaluated (freq_dim -> D -> D)
+    final_exits: int = 1  # final layers evaluated (adaLN D -> 2D, then D -> P per token)
+    freq_dim: int = 256
+
+
+def analytic_forward_flops(a: Arch) -> int:
+    """Matmul FLOPs of one forward pass, per sample."""
+    T, D, H, P = a.tokens, a.dim, a.mlp_hidden, a.patch_dim
+    block = 2 * T * D * 3 * D + 2 * T * D * D  # QKV + output projection
+    block += 2 * 2 * T * D * H  # MLP up + down
+    block += 2 * 2 * T * T * D  # QKᵀ and AV, summed over heads
+    total = 2 * T * P * D  # patch embedding
+    total += a.t_mlp_evals * (2 * a.freq_dim * D + 2 * D * D)
+    total += a.ada_evals * 2 * D * 6 * D
+    total += a.block_calls * block
+    total += a.final_exits * (2 * D * 2 * D + 2 * T * D * P)
+    return total
+
+
+def flow_arch(model_cfg, blocks: int, loops: int, exits: int = 1) -> Arch:
+    """Arch of elt's FlowTransformer: modulations once per unique block, reused by every loop."""
+    c = model_cfg
+    return Arch(tokens=c.grid ** 2, dim=c.dim, mlp_hidden=int(c.dim * c.mlp_ratio), patch_dim=c.patch ** 2 * c.channels,
+                block_calls=blocks * loops, ada_evals=blocks, t_mlp_evals=1, final_exits=exits)
+
+
+def dit_arch(model_cfg, layers: int) -> Arch:
+    """Arch of diffusers' DiTTransformer2DModel: every block embeds (t, y) itself (its own timestep MLP and
+    adaLN), and the output layer embeds (t, y) once more with block 0's embedder; MLP hidden is 4·D."""
+    c = model_cfg
+    return Arch(tokens=c.grid ** 2, dim=c.dim, mlp_hidden=4 * c.dim, patch_dim=c.patch ** 2 * c.channels,
+                block_calls=layers, ada_evals=layers, t_mlp_evals=layers + 1, final_exits=1)
+
+
+def _cpu_sdpa_mapping() -> dict:
+    """FlopCounterMode has no formula for PyTorch's fused CPU attention kernel: add one (same as CUDA's)."""
+    aten = torch.ops.aten
+    out = {}
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        out[aten._scaled_dot_product_flash_attention_for_cpu] = \
+            lambda q, k, v, *args, out_shape=None, **kw: sdpa_flop_count(q, k, v)
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward"):
+        out[aten._scaled_dot_product_flash_attention_for_cpu_backward] = \
+            lambda g, q, k, v, *args, out_shape=None, **kw: sdpa_backward_flop_count(g, q, k, v)
+    return out
+
+
+def count_flops(fn: Callable[[], object]) -> tuple[int, dict[str, int]]:
+    """Run `fn` once under FlopCounterMode -> (total FLOPs, FLOPs per aten op)."""
+    with FlopCounterMode(display=False, custom_mapping=_cpu_sdpa_mapping()) as counter:
+        fn()
+    per_op = {str(k): int(v) for k, v in counter.get_flop_counts().get("Global", {}).items()}
+    return int(counter.get_total_flops()), per_op
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, reps: int = 5,
+                target_s: float = 0.05, max_n: int = 4096) -> dict:
+    """Achieved FLOP/s of an n×n @ n×n matmul (median of `reps`). n=None: grow n (×2 from 512) until one
+    matmul takes `target_s` or n reaches `max_n`. -> {"n", "dtype", "gflops", "times_s"}."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def time_one(size: int, count: int) -> list[float]:
+        g = torch.Generator(device=device).manual_seed(0)
+        a = torch.randn(size, size, device=device, generator=g).to(dtype)
+        b = torch.randn(size, size, device=device, generator=g).to(dtype)
+        a @ b  # warm-up (kernel selection, lazy init)
+        times = []
+        for _ in range(count):
+            sync()
+            t0 = time.perf_counter()
+            a @ b
+            sync()
+            times.append(time.perf_counter() - t0)
+        return times
+
+    if n is None:
+        n = 512
+        while n < max_n and min(time_one(n, 1)) < target_s:
+            n *= 2
+    times = time_one(n, reps)
+    return {"n": n, "dtype": str(dtype).replace("torch.", ""), "gflops": 2 * n ** 3 / statistics.median(times) / 1e9,
+            "times_s": times}

@@ -1,0 +1,173 @@
+"""The benchmarked models ("contestants") and the two workloads: one sampling step and one training step.
+
+The training step follows `elt.train.Trainer.train_step` without data loading and EMA: the objective's
+`training_inputs`, the model at the config's loop count (ILSD: student and teacher exits from one pass),
+the project's loss (`ilsd_loss` or the ground-truth loss), backward, gradient clipping and AdamW.
+The diffusers peer gets the same objective and the plain ground-truth (flow-matching) loss.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..config import Config
+from ..models import build_model
+from ..objectives.flow import build_objective
+from ..objectives.ilsd import draw_student_loops, ilsd_lambda, ilsd_loss
+from .flops import Arch, dit_arch, flow_arch
+
+
+@dataclass
+class Contestant:
+    key: str  # "elt" | "baseline" | "peer"
+    label: str  # for the table, e.g. "ELT 2x4 (ilsd)"
+    module: nn.Module  # eager model (FLOP counting, memory probes)
+    loops: int | None  # loops passed to forward; None for the peer (no loop argument)
+    loss: str  # "ilsd" | "vanilla" | "gt" (plain flow-matching / ground-truth loss)
+    fwd_arch: Arch
+    train_arch: Arch
+    net: nn.Module | None = None  # what is timed: `module`, or torch.compile(module)
+    opt: torch.optim.Optimizer | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.net is None:
+            self.net = self.module
+
+
+def elt_config(cfg: Config) -> tuple[Config, list[str]]:
+    """The looped model of a config: itself, or for a `baseline` config the same N×L trained with ILSD."""
+    if cfg.train.mode != "baseline":
+        return cfg, []
+    t = cfg.train
+    mode = "ilsd" if 1 <= t.min_loops < t.loops else "vanilla"
+    note = (f"config train.mode=baseline: the ELT row is its looped {cfg.model.blocks}x{t.loops} counterpart, "
+            f"trained with {mode}")
+    return dataclasses.replace(cfg, train=dataclasses.replace(t, mode=mode)), [note]
+
+
+def build_contestants(cfg: Config, device: torch.device, peer: bool = True) -> tuple[list[Contestant], str | None]:
+    """ELT (N×L), its iso-compute baseline (N·L×1) and, if diffusers imports, the DiT peer (N·L layers).
+    -> (contestants, why the peer was skipped or None)."""
+    from .peer import PeerUnavailable, build_peer
+
+    N, L = cfg.model.blocks, cfg.train.loops
+    ecfg, notes = elt_config(cfg)
+    mode = ecfg.train.mode
+    torch.manual_seed(cfg.train.seed)
+    train_arch = flow_arch(cfg.model, N, L, exits=2 if mode == "ilsd" else 1)  # ILSD: student + teacher heads
+    elt = Contestant("elt", f"ELT {N}x{L} ({mode})", build_model(ecfg).to(device), L, mode,
+                     flow_arch(cfg.model, N, L), train_arch, notes=notes)
+    bcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, mode="baseline"))
+    torch.manual_seed(cfg.train.seed)
+    base = Contestant("baseline", f"baseline {N * L}x1", build_model(bcfg).to(device), 1, "gt",
+                      flow_arch(cfg.model, N * L, 1), flow_arch(cfg.model, N * L, 1))
+    out, skipped = [elt, base], None
+    if not peer:
+        skipped = "--no-peer given"
+    else:
+        try:
+            torch.manual_seed(cfg.train.seed)
+            module, peer_notes = build_peer(cfg.model, N * L)
+            arch = dit_arch(cfg.model, N * L)
+            out.append(Contestant("peer", f"DiT peer {N * L}x1 (diffusers)", module.to(device), None, "gt", arch, arch,
+                                  notes=peer_notes))
+        except PeerUnavailable as e:
+            skipped = str(e)
+    for c in out:
+        t = cfg.train
+        c.opt = torch.optim.AdamW(c.module.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+    return out, skipped
+
+
+def autocast_factory(device: torch.device, precision: str) -> Callable[[], contextlib.AbstractContextManager]:
+    if precision == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def sample_inputs(cfg: Config, batch: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
+    """x (B, C, H, W) noise-like, t (B,) in (0, 1), y (B,) class labels: one conditional sampling step, no CFG."""
+    m, g = cfg.model, torch.Generator().manual_seed(seed)
+    return {"x": torch.randn(batch, m.channels, m.image_size, m.image_size, generator=g).to(device),
+            "t": torch.rand(batch, generator=g).to(device),
+            "y": torch.randint(0, m.num_classes, (batch,), generator=g).to(device)}
+
+
+def train_inputs(cfg: Config, batch: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
+    """x0 (B, C, H, W) in [-1, 1], noise, u (B,), labels with the config's label dropout (null label)."""
+    m, g = cfg.model, torch.Generator().manual_seed(seed)
+    y = torch.randint(0, m.num_classes, (batch,), generator=g)
+    drop = torch.rand(batch, generator=g) < cfg.train.label_dropout
+    return {"x0": torch.rand(batch, m.channels, m.image_size, m.image_size, generator=g).to(device) * 2 - 1,
+            "noise": torch.randn(batch, m.channels, m.image_size, m.image_size, generator=g).to(device),
+            "u": torch.randn(batch, generator=g).to(device),
+            "y": torch.where(drop, torch.full_like(y, m.num_classes), y).to(device)}
+
+
+def _call(c: Contestant, net: nn.Module, x, t, y, exits=None):
+    if c.key == "peer":
+        return net(x, t, y)
+    return net(x, t, y, loops=c.loops, exits=exits)
+
+
+def forward_step(c: Contestant, inputs: dict, amp, eager: bool = False) -> Callable[[], torch.Tensor]:
+    """One sampling step at the model's full loop count, under no_grad."""
+    net = c.module if eager else c.net
+
+    def run():
+        with torch.no_grad(), amp():
+            return _call(c, net, inputs["x"], inputs["t"], inputs["y"])
+
+    return run
+
+
+def train_step(c: Contestant, cfg: Config, inputs: dict, amp, eager: bool = False) -> Callable[..., torch.Tensor]:
+    """One optimizer step: forward (+ ILSD exits), the project's loss, backward, grad clip, AdamW.
+    The returned function draws the student's loops like the trainer; `run(l_int)` forces them."""
+    net = c.module if eager else c.net
+    process, t = build_objective(cfg.objective), cfg.train
+    params = [p for p in c.module.parameters() if p.requires_grad]
+    counter = itertools.count()
+
+    def run(l_int: int | None = None):
+        step = next(counter)
+        x_t, tt, target, weight = process.training_inputs(inputs["x0"], inputs["noise"], inputs["u"])
+        gt = lambda p: process.gt_loss(p, target, weight)  # noqa: E731
+        if c.loss == "ilsd":
+            l_int = l_int or draw_student_loops(t.seed, step, t.min_loops, c.loops)
+            with amp():
+                student, teacher = _call(c, net, x_t, tt, inputs["y"], exits=(l_int, c.loops))
+            dist = lambda s, te: process.dist_loss(s, te, weight)  # noqa: E731
+            loss, _ = ilsd_loss(student, teacher, ilsd_lambda(step, t.steps, t.lambda_decay), gt, dist)
+        else:
+            with amp():
+                pred = _call(c, net, x_t, tt, inputs["y"])
+            loss = gt(pred)
+        c.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
+        c.opt.step()
+        return loss
+
+    return run
+
+
+def student_loop_counts(c: Contestant, cfg: Config) -> list[int | None]:
+    """Every student exit an ILSD step can draw (each is a separate graph under torch.compile); [None] otherwise."""
+    return list(range(cfg.train.min_loops, c.loops)) if c.loss == "ilsd" else [None]
+
+
+def own_tensors(c: Contestant, inputs: dict, with_optimizer: bool) -> list[torch.Tensor]:
+    """The tensors a workload keeps alive besides what it allocates: weights, buffers, inputs (+ AdamW state)."""
+    out = list(c.module.parameters()) + list(c.module.buffers()) + list(inputs.values())
+    if with_optimizer:
+        out += [v for s in c.opt.state.values() for v in s.values() if isinstance(v, torch.Tensor) and v.dim() > 0]
+    return out
