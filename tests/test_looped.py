@@ -284,3 +284,16 @@ def test_compiled_core_does_not_recompile_per_call():
         fn(x, c, loops=2)
     assert counters["stats"]["unique_graphs"] == 1
     torch._dynamo.reset()
+
+
+def test_mlp_activation_option(make_config):
+    """model.mlp_act picks the GELU form; both are the same function to ~1e-3, and a typo is a clear error."""
+    from elt.nn.block import Mlp
+
+    x = torch.linspace(-4, 4, 101)
+    tanh_form, exact = Mlp(1, 1, "gelu_tanh").act(x), Mlp(1, 1, "gelu").act(x)
+    assert 0 < (tanh_form - exact).abs().max() < 1e-3
+    model = build_model(make_config("model.mlp_act=gelu"))
+    assert model.core.blocks[0].mlp.act.approximate == "none"
+    with pytest.raises(ConfigError, match="mlp_act"):
+        make_config("model.mlp_act=relu")

@@ -82,18 +82,19 @@ def count_flops(fn: Callable[[], object]) -> tuple[int, dict[str, int]]:
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, reps: int = 5,
-                target_s: float = 0.05, max_n: int = 4096) -> dict:
-    """Achieved FLOP/s of an n×n @ n×n matmul (median of `reps`). n=None: grow n (×2 from 512) until one
-    matmul takes `target_s` or n reaches `max_n`. -> {"n", "dtype", "gflops", "times_s"}."""
+                max_n: int = 4096) -> dict:
+    """Achieved FLOP/s of an n×n @ n×n matmul (median of `reps`). n=None: the best median over
+    n = 1024, 2048, … up to `max_n` (large sizes can fall out of cache and run slower, so the largest size is
+    not always the fastest). -> {"n", "dtype", "gflops", "times_s", "by_n"}."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
-    def time_one(size: int, count: int) -> list[float]:
+    def time_one(size: int) -> list[float]:
         g = torch.Generator(device=device).manual_seed(0)
         a = torch.randn(size, size, device=device, generator=g).to(dtype)
         b = torch.randn(size, size, device=device, generator=g).to(dtype)
         a @ b  # warm-up (kernel selection, lazy init)
         times = []
-        for _ in range(count):
+        for _ in range(reps):
             sync()
             t0 = time.perf_counter()
             a @ b
@@ -101,10 +102,9 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, 
             times.append(time.perf_counter() - t0)
         return times
 
-    if n is None:
-        n = 512
-        while n < max_n and min(time_one(n, 1)) < target_s:
-            n *= 2
-    times = time_one(n, reps)
-    return {"n": n, "dtype": str(dtype).replace("torch.", ""), "gflops": 2 * n ** 3 / statistics.median(times) / 1e9,
-            "times_s": times}
+    sizes = [n] if n is not None else [s for s in (1024, 2048, 3072, 4096, 8192) if s <= max_n]
+    by_n = {size: time_one(size) for size in sizes}
+    gflops = {size: 2 * size ** 3 / statistics.median(t) / 1e9 for size, t in by_n.items()}
+    best = max(gflops, key=gflops.get)
+    return {"n": best, "dtype": str(dtype).replace("torch.", ""), "gflops": gflops[best], "times_s": by_n[best],
+            "by_n": {str(k): v for k, v in gflops.items()}}

@@ -54,6 +54,8 @@ def build_peer(model_cfg, layers: int) -> tuple[DiTPeer, list[str]]:
     if int(c.dim * c.mlp_ratio) != 4 * c.dim:
         notes.append(f"peer: MLP hidden width is fixed at 4·dim={4 * c.dim} (config mlp_ratio={c.mlp_ratio} gives "
                      f"{int(c.dim * c.mlp_ratio)}): not iso-compute")
+    if getattr(c, "mlp_act", "gelu_tanh") != "gelu_tanh":
+        notes.append(f"peer: tanh-approximate GELU (config model.mlp_act={c.mlp_act})")
     if c.qk_norm:
         notes.append("peer: no QK-norm (config model.qk_norm=true)")
     if c.pos_embed != "sincos":
