@@ -18,6 +18,7 @@ def plot_anytime(runs: list[dict], path: str | Path) -> Path:
         raise ImportError("the any-time plot needs matplotlib: pip install 'elt[eval]'") from e
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     present = [m for m in METRICS if any(m[0] in r for run in runs for r in run["results"])]
     if not present:
@@ -42,8 +43,12 @@ def plot_anytime(runs: list[dict], path: str | Path) -> Path:
             ax.set_xlabel(x)
             ax.set_ylabel(label + (" ↓" if lower_better else " ↑"))
             ax.grid(alpha=0.3)
+            if lower_better:  # distances span orders of magnitude (a looped baseline diverges)
+                ax.set_yscale("log")
             if i == 1:
                 ax.set_xscale("log")
+                ax.xaxis.set_major_formatter(ScalarFormatter())
+                ax.xaxis.set_minor_formatter(NullFormatter())
         trained = {run["trained_loops"] for run in runs if run.get("trained_loops")}
         for L in trained:
             axes[0, j].axvline(L, color="k", ls="--", lw=0.6, alpha=0.4)
