@@ -138,14 +138,18 @@ class FakeClock:
         return self.now
 
 
+def fake_task(clock: FakeClock, calls: list, name: str, seconds: float):
+    """A task that records its name and advances the fake clock by `seconds`."""
+    def run():
+        calls.append(name)
+        clock.now += seconds
+    return run
+
+
 def test_interleaved_calls_tasks_in_turn_and_times_each():
     clock, calls = FakeClock(), []
 
-    def task(name, seconds):
-        def run():
-            calls.append(name)
-            clock.now += seconds
-        return run
+    task = lambda name, seconds: fake_task(clock, calls, name, seconds)  # noqa: E731
 
     res = interleaved({"a": task("a", 1.0), "b": task("b", 2.0), "c": task("c", 0.5)}, reps=3, warmup=1, clock=clock)
     assert calls == ["a", "b", "c"] * 4  # warm-up round, then rep 1, rep 2, rep 3
@@ -155,11 +159,7 @@ def test_interleaved_calls_tasks_in_turn_and_times_each():
 def test_interleaved_repeats_short_calls_to_fill_a_rep():
     clock, calls = FakeClock(), []
 
-    def task(name, seconds):
-        def run():
-            calls.append(name)
-            clock.now += seconds
-        return run
+    task = lambda name, seconds: fake_task(clock, calls, name, seconds)  # noqa: E731
 
     res = interleaved({"a": task("a", 1.0), "b": task("b", 2.0)}, reps=2, warmup=1, clock=clock, min_rep_s=5.0)
     assert (res["a"].inner, res["b"].inner) == (5, 3)
