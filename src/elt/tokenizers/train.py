@@ -1,0 +1,165 @@
+"""Train a VQ tokenizer on a data set's train split and write a TOK_DIR.
+
+Deterministic from `seed`: the initial weights, the batch order (a function of (seed, step)) and the
+codebook restarts (torch's global RNG, seeded once) repeat exactly on the same machine and thread count.
+The TOK_DIR is assembled in a temporary folder beside `out_dir` (log.jsonl grows there during training)
+and renamed into place at the end, so an interrupted run leaves no folder that loads.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..data import DataError, load_dataset
+from ..grid import make_grid, save_png
+from .autoencoder import VQAutoencoder
+from .config import TokenizerConfig
+from .evaluate import evaluate_tokenizer, to_unit
+from .pretrained import TokenizerError, staged_dir, write_model_files
+
+MIN_LR_RATIO = 0.1  # cosine decay to lr·MIN_LR_RATIO at the last step
+GRAD_CLIP = 1.0
+BETAS = (0.9, 0.99)
+
+
+def batch_indices(step: int, batch: int, n: int, seed: int) -> torch.Tensor:
+    """Batch `step` of an endless stream of per-epoch permutations of range(n), each drawn from (seed, epoch)."""
+    pos = torch.arange(step * batch, (step + 1) * batch)
+    epochs, offs = pos // n, pos % n
+    out = torch.empty(batch, dtype=torch.long)
+    for e in epochs.unique().tolist():
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + e))
+        sel = epochs == e
+        out[sel] = perm[offs[sel]]
+    return out
+
+
+def learning_rate(step: int, tcfg: TokenizerConfig) -> float:
+    """Linear warm-up, then cosine decay to lr·MIN_LR_RATIO at `steps`."""
+    if step < tcfg.warmup_steps:
+        return tcfg.lr * (step + 1) / tcfg.warmup_steps
+    frac = min(1.0, (step - tcfg.warmup_steps) / max(1, tcfg.steps - tcfg.warmup_steps))
+    return tcfg.lr * (MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def psnr(recon: torch.Tensor, x: torch.Tensor) -> float:
+    """Mean per-image PSNR (dB) of [-1, 1] images on the [0, 1] scale."""
+    mse = ((recon.detach().float().clamp(-1, 1) - x.float()) / 2).pow(2).flatten(1).mean(1)
+    return float((10 * torch.log10(1.0 / mse.clamp_min(1e-10))).mean())
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise TokenizerError(f"device {device!r} was asked for but CUDA is not available: use 'cpu' or 'auto'")
+    return torch.device(device)
+
+
+def save_recon_grid(model: VQAutoencoder, dataset, path: Path, pairs: int = 4, cols: int = 8) -> Path:
+    """Rows alternate originals and their reconstructions (images spread evenly over the split) -> PNG."""
+    n = min(len(dataset), pairs * cols)
+    pairs = max(1, n // cols) if n >= cols else 1
+    cols = min(cols, n)
+    idx = torch.linspace(0, len(dataset) - 1, pairs * cols).round().long()  # split files are often class-sorted
+    images, _ = dataset.get_batch(idx)
+    recon = model.decode(model.encode(to_unit(images))).float().cpu().clamp(-1, 1)
+    recon = ((recon + 1) * 127.5).round().to(torch.uint8)
+    rows = torch.stack([images.view(pairs, cols, *images.shape[1:]), recon.view(pairs, cols, *recon.shape[1:])], 1)
+    tiles = rows.reshape(-1, *images.shape[1:]).permute(0, 2, 3, 1)  # (2·pairs·cols, H, W, C)
+    scale = max(1, 64 // images.shape[-1])
+    return save_png(make_grid(tiles.numpy(), 2 * pairs, cols), path, scale=scale)
+
+
+def _eval_split(data_name: str, image_size, channels, train_data):
+    """The test split, or the train split (recorded as such) for an image folder without one."""
+    try:
+        return load_dataset(data_name, "test", image_size=image_size, channels=channels), "test"
+    except DataError as e:
+        if "no `test` sub-folder" not in str(e):
+            raise
+        return train_data, "train"
+
+
+def train_tokenizer(tcfg: TokenizerConfig, data_name: str, out_dir, image_size: int | None = None,
+                    channels: int | None = None, progress: bool = True, overwrite: bool = False,
+                    device: str | torch.device | None = "auto") -> dict:
+    """Train on `data_name`'s train split, evaluate on its test split, write out_dir (config.yaml,
+    model.safetensors, metrics.json, recon.png, log.jsonl) and return the metrics."""
+    tcfg.validate()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise TokenizerError(f"{out_dir} already exists: choose another output folder, or overwrite it "
+                             f"(`elt tokenizer train ... --force`), which invalidates generators trained on it")
+    dev = resolve_device(device)
+    data = load_dataset(data_name, "train", image_size=image_size, channels=channels)
+    torch.manual_seed(tcfg.seed)  # initial weights and codebook restarts
+    model = VQAutoencoder(tcfg, data.image_shape).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, betas=BETAS, weight_decay=0.0)
+    amp = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if tcfg.precision == "bf16" \
+        else contextlib.nullcontext
+    data_info = {"name": str(data_name), "image_size": image_size, "channels": channels}
+    n, K = len(data), tcfg.codebook_size
+    with staged_dir(out_dir, overwrite=overwrite) as tmp:
+        log_path = tmp / "log.jsonl"
+        start, step, stop = time.perf_counter(), 0, "steps"
+        window_hits = torch.zeros(K, dtype=torch.bool, device=dev)
+        window_restarts, last = 0, {}
+        bar = tqdm(total=tcfg.steps, disable=not progress, dynamic_ncols=True, desc="train tokenizer")
+        model.train()
+        try:
+            while step < tcfg.steps:
+                images, _ = data.get_batch(batch_indices(step, tcfg.batch_size, n, tcfg.seed))
+                x = to_unit(images).to(dev)  # (B, C, H, W)
+                with amp():
+                    recon, tokens, commit, stats = model(x)
+                rec = F.mse_loss(recon.float(), x)
+                loss = rec + commit
+                if not torch.isfinite(loss):
+                    raise TokenizerError(f"the tokenizer loss became {loss.item()} at step {step}: lower "
+                                         f"tokenizer.lr or use tokenizer.precision=fp32")
+                for group in opt.param_groups:
+                    group["lr"] = learning_rate(step, tcfg)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+                opt.step()
+                step += 1
+                window_hits[tokens.unique()] = True
+                window_restarts += stats["restarts"]
+                if step % tcfg.log_every == 0 or step == tcfg.steps:
+                    last = {"step": step, "loss": loss.item(), "recon": rec.item(), "commit": commit.item(),
+                            "psnr": psnr(recon, x), "perplexity": stats["perplexity"],
+                            "codes_used": stats["codes_used"], "restarts": window_restarts,
+                            "dead_codes": int(K - window_hits.sum()), "lr": learning_rate(step - 1, tcfg),
+                            "elapsed_min": (time.perf_counter() - start) / 60}
+                    with open(log_path, "a") as f:
+                        f.write(json.dumps(last) + "\n")
+                    bar.set_postfix(loss=f"{last['loss']:.4f}", psnr=f"{last['psnr']:.1f}",
+                                    ppl=f"{last['perplexity']:.0f}")
+                    window_hits.zero_()
+                    window_restarts = 0
+                bar.update(1)
+                if tcfg.max_minutes and time.perf_counter() - start >= 60 * tcfg.max_minutes:
+                    stop = "max_minutes"
+                    break
+        finally:
+            bar.close()
+        train_minutes = (time.perf_counter() - start) / 60
+        model.eval()
+        test, split = _eval_split(data_name, image_size, channels, data)
+        metrics = evaluate_tokenizer(model, test, progress=progress)
+        metrics.update({"split": split, "data": str(data_name), "image_shape": list(model.image_shape),
+                        "token_grid": list(model.token_grid), "steps": step, "stop": stop,
+                        "train_minutes": train_minutes, "final_train": last})
+        write_model_files(tmp, model.cpu(), tcfg, data_info)
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        save_recon_grid(model, test, tmp / "recon.png")
+    return metrics
