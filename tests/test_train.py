@@ -160,13 +160,13 @@ def test_resume_with_longer_schedule_continues(make_config, tiny_dataset, tmp_pa
 def test_nan_loss_raises_and_keeps_last_good_checkpoint(make_config, tiny_dataset, tmp_path, monkeypatch):
     run = tmp_path / "run"
     t = Trainer(make_config("train.steps=8", "train.ckpt_every=4"), run, progress=False)
-    orig = t.process.gt_loss
+    orig = t.family.process.gt_loss
 
     def poisoned(pred, target, weight):
         loss = orig(pred, target, weight)
         return loss * float("nan") if t.step >= 5 else loss
 
-    monkeypatch.setattr(t.process, "gt_loss", poisoned)
+    monkeypatch.setattr(t.family.process, "gt_loss", poisoned)
     with pytest.raises(TrainingError, match="loss became nan at step 5"):
         t.fit()
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
@@ -198,22 +198,22 @@ def test_batch_slices_per_rank_concatenate_to_global_batch(make_config, tiny_dat
             t.dist = DistInfo(rank=rank, world=2)
             parts.append(t._batch(step))
         t.dist = DistInfo()
-        for i, name in enumerate(("x0", "labels", "noise", "u")):
-            assert parts[0][i].shape[0] == 4
-            assert torch.equal(torch.cat([parts[0][i], parts[1][i]]), full[i]), (step, name)
-    x0, y, noise, u = t._batch(0)
-    assert x0.min() >= -1 and x0.max() <= 1 and x0.dtype == torch.float32
-    assert ((y >= 0) & (y <= t.model.null_label)).all()
-    assert not torch.equal(t._batch(0)[2], t._batch(1)[2])  # a new draw every step
+        for name in ("x_t", "t", "y", "target", "weight"):
+            assert parts[0][name].shape[0] == 4
+            assert torch.equal(torch.cat([parts[0][name], parts[1][name]]), full[name]), (step, name)
+    b = t._batch(0)
+    assert b["x_t"].dtype == torch.float32 and ((b["t"] > 0) & (b["t"] < 1)).all()
+    assert ((b["y"] >= 0) & (b["y"] <= t.model.null_label)).all()
+    assert not torch.equal(t._batch(0)["x_t"], t._batch(1)["x_t"])  # a new draw every step
 
 
 def test_label_dropout_uses_null_label(make_config, tiny_dataset, tmp_path):
     t = Trainer(make_config("train.batch_size=60", "train.label_dropout=0.5"), tmp_path / "r", progress=False)
-    _, y, _, _ = t._batch(0)
+    y = t._batch(0)["y"]
     n_null = int((y == t.model.null_label).sum())
     assert 10 < n_null < 50
     t0 = Trainer(make_config("train.batch_size=60", "train.label_dropout=0.0"), tmp_path / "r0", progress=False)
-    assert not (t0._batch(0)[1] == t0.model.null_label).any()
+    assert not (t0._batch(0)["y"] == t0.model.null_label).any()
 
 
 def test_batch_indices_are_epoch_permutations():

@@ -17,9 +17,8 @@ def forward_flops(model: torch.nn.Module, loops: int) -> int:
     """FLOPs of one forward pass for one sample at `loops`, counted by torch.utils.flop_counter."""
     from .bench.flops import count_flops
 
-    cfg = model.cfg
-    x = torch.zeros(1, cfg.channels, cfg.image_size, cfg.image_size)
-    return count_flops(lambda: model(x, torch.full((1,), 0.5), torch.zeros(1, dtype=torch.long), loops=loops))[0]
+    inputs = model.example_inputs(1)
+    return count_flops(lambda: model(*inputs, loops=loops))[0]
 
 
 def gflops_per_sample(model: torch.nn.Module, loops: int, steps: int, guidance: float) -> float:

@@ -1,4 +1,4 @@
-"""`elt` command line: data, train, sample, anytime, eval, bench."""
+"""`elt` command line: data, train, sample, anytime, eval, bench, tokenizer."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError, has_checkpoint
 from .config import ConfigError, load_config
 from .data import DataError
+from .tokenizers.pretrained import TokenizerError
 
 
 def _labels(args, num_classes: int) -> torch.Tensor:
@@ -63,32 +64,30 @@ def cmd_train(args) -> None:
 
 
 def _load(run_dir: str):
+    """A trained run -> (model, config, sampler) for either family."""
+    from .family import build_family
     from .models import from_pretrained
-    from .objectives.flow import build_objective
 
     model, cfg = from_pretrained(run_dir)
-    return model, cfg, build_objective(cfg.objective)
+    return model, cfg, build_family(cfg).sampler(model, run_dir)
 
 
-def generate(model, process, labels, loops, steps, guidance, seed, batch_size, precision, desc=None):
+def generate(sampler, labels, loops, steps, guidance, seed, batch_size, precision, desc=None):
     """Sample with a progress bar -> uint8 (N, H, W, C)."""
-    from .sampling.flow import sample_images
-
     with tqdm(total=len(labels), desc=desc or f"sample L={loops}", unit="img", disable=desc == "") as bar:
-        return sample_images(model, process, labels, loops, steps, guidance, seed, batch_size, progress=bar,
-                             precision=precision)
+        return sampler(labels, loops, steps, guidance, seed, batch_size, progress=bar, precision=precision)
 
 
 def cmd_sample(args) -> None:
     from .grid import make_grid, save_png
 
-    model, cfg, process = _load(args.run_dir)
+    model, cfg, sampler = _load(args.run_dir)
     loops = _at_least_1("--loops", cfg.train_loops if args.loops is None else args.loops)
     _at_least_1("--batch-size", args.batch_size)
     labels = _labels(args, cfg.model.num_classes)
     steps, guidance = _sampling_settings(args, cfg)
     t0 = time.perf_counter()
-    images = generate(model, process, labels, loops, steps, guidance, args.seed, args.batch_size, args.precision)
+    images = generate(sampler, labels, loops, steps, guidance, args.seed, args.batch_size, args.precision)
     dt = time.perf_counter() - t0
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -108,12 +107,12 @@ def cmd_sample(args) -> None:
         print(f"wrote grid {args.grid}")
 
 
-def _anytime_grid(model, process, cfg, loop_counts, steps, guidance, args, path: Path) -> None:
+def _anytime_grid(sampler, cfg, loop_counts, steps, guidance, args, path: Path) -> None:
     """A row per class, a column per loop count (the same noise in every column)."""
     from .grid import make_grid, save_png
 
     k = cfg.model.num_classes
-    columns = [generate(model, process, torch.arange(k), L, steps, guidance, args.seed, 500, args.precision, "")
+    columns = [generate(sampler, torch.arange(k), L, steps, guidance, args.seed, 500, args.precision, "")
                for L in tqdm(loop_counts, desc="any-time grid")]
     cells = torch.stack(columns, 1).flatten(0, 1)  # (k·len(loops), H, W, C) row-major
     save_png(make_grid(cells, k, len(loop_counts)), path, scale=3, column_titles=[f"L={L}" for L in loop_counts])
@@ -134,14 +133,14 @@ def cmd_anytime(args) -> None:
         if Path(run_dir).suffix == ".json":  # an earlier anytime.json: overlay its runs without sampling again
             runs += json.loads(Path(run_dir).read_text())["runs"]
             continue
-        model, cfg, process = _load(run_dir)
+        model, cfg, sampler = _load(run_dir)
         L_max = cfg.train_loops
         last = _at_least_1("--max-loops", L_max + 2 if args.max_loops is None else args.max_loops)
         loop_counts = list(range(1, last + 1))
         steps, guidance = _sampling_settings(args, cfg)
         name = run_name(run_dir, cfg.train.mode)
         grid = out / ("anytime.png" if len(args.runs) == 1 else f"anytime_{Path(run_dir).name}.png")
-        _anytime_grid(model, process, cfg, loop_counts, steps, guidance, args, grid)
+        _anytime_grid(sampler, cfg, loop_counts, steps, guidance, args, grid)
         if not evaluate:
             continue
         if evaluator is None:
@@ -154,7 +153,7 @@ def cmd_anytime(args) -> None:
         labels = torch.arange(cfg.model.num_classes).repeat_interleave(_at_least_1("--per-class", args.per_class))
 
         def sample(y, loops, n_steps):
-            return generate(model, process, y, loops, n_steps, guidance, args.seed, 500, args.precision)
+            return generate(sampler, y, loops, n_steps, guidance, args.seed, 500, args.precision)
 
         step_counts = [_at_least_1("--steps-list", s) for s in args.steps_list] if args.steps_list else [steps]
         rows = sweep(model, sample, evaluator, labels, loop_counts, step_counts, guidance)
@@ -310,19 +309,25 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", help="also write every number and the protocol to this file")
     b.add_argument("--smoke", action="store_true", help="tiny batches and reps: runs in seconds (for tests)")
     b.set_defaults(func=cmd_bench)
+
+    from .tokenizers.cli import add_tokenizer_parser
+
+    add_tokenizer_parser(sub)  # `elt tokenizer train CONFIG --out TOK_DIR`, `elt tokenizer eval TOK_DIR`
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra:  # `key=value` overrides may also follow the options of `elt train`
-        if args.command != "train" or any(x.startswith("-") or "=" not in x for x in extra):
+    if extra:  # `key=value` overrides may also follow the options of `elt train` / `elt tokenizer train`
+        takes_overrides = args.command == "train" or (
+            args.command == "tokenizer" and getattr(args, "tokenizer_command", None) == "train")
+        if not takes_overrides or any(x.startswith("-") or "=" not in x for x in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = list(args.overrides) + extra
     try:
         args.func(args)
-    except (ConfigError, CheckpointError, DataError, FileNotFoundError) as e:
+    except (ConfigError, CheckpointError, DataError, TokenizerError, FileNotFoundError) as e:
         print(f"elt: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

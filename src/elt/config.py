@@ -10,8 +10,16 @@ from typing import Any
 import yaml
 
 from .models.flow import FlowModelConfig
+from .models.masked import MaskedModelConfig
 from .objectives.flow import ObjectiveConfig
 from .objectives.ilsd import MODES
+from .objectives.masked import MaskedObjectiveConfig
+from .tokenizers.config import TokenizerConfig
+
+FAMILIES = ("flow", "masked")
+# the `model` and `objective` sections differ per family
+FAMILY_SECTIONS = {"flow": {"model": FlowModelConfig, "objective": ObjectiveConfig},
+                   "masked": {"model": MaskedModelConfig, "objective": MaskedObjectiveConfig}}
 
 
 class ConfigError(ValueError):
@@ -56,18 +64,22 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    steps: int = 20
+    steps: int = 20  # flow: integration steps; masked: decoding steps K
     cfg: float = 1.0
+    temp_bias: float = 0.5  # masked only: sampling temperature τ_k = temp_bias + temp_scale·(1 − (k+1)/K)
+    temp_scale: float = 0.8
+    choice_temperature: float = 4.5  # masked only: annealed Gumbel noise on the re-masking confidence
 
 
 @dataclass
 class Config:
-    family: str = "flow"
-    model: FlowModelConfig = field(default_factory=FlowModelConfig)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    family: str = "flow"  # "flow" (DiT-style, pixels) | "masked" (MaskGIT-style, VQ tokens)
+    model: FlowModelConfig | MaskedModelConfig = field(default_factory=FlowModelConfig)
+    objective: ObjectiveConfig | MaskedObjectiveConfig = field(default_factory=ObjectiveConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)  # masked family only
 
     # ---- derived -------------------------------------------------------------------------------------
     @property
@@ -82,8 +94,12 @@ class Config:
 
     def validate(self) -> "Config":
         t = self.train
-        if self.family != "flow":
-            raise ConfigError(f"family must be 'flow', got {self.family!r}")
+        if self.family not in FAMILIES:
+            raise ConfigError(f"family must be one of {FAMILIES}, got {self.family!r}")
+        want = FAMILY_SECTIONS[self.family]
+        if not isinstance(self.model, want["model"]) or not isinstance(self.objective, want["objective"]):
+            raise ConfigError(f"family {self.family!r} needs model: {want['model'].__name__} and objective: "
+                              f"{want['objective'].__name__}; build configs with load_config/config_from_dict")
         if t.mode not in MODES:
             raise ConfigError(f"train.mode must be one of {MODES}, got {t.mode!r}")
         if t.loops < 1:
@@ -111,18 +127,43 @@ class Config:
         try:
             self.model.validate()
             self.objective.validate()
+            if self.family == "masked":
+                self.tokenizer.validate()
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        if self.family == "masked":
+            self._validate_masked()
         return self
+
+    def _validate_masked(self) -> None:
+        m, tok = self.model, self.tokenizer
+        if m.codebook_size != tok.codebook_size:
+            raise ConfigError(f"model.codebook_size={m.codebook_size} differs from tokenizer.codebook_size="
+                              f"{tok.codebook_size}: the generator's vocabulary is the tokenizer's codebook")
+        side, rem = divmod(m.image_size, 2 ** tok.downsample)
+        if rem or side != m.grid:
+            raise ConfigError(f"model.grid={m.grid} does not match the tokenizer: {m.image_size}px / "
+                              f"2**tokenizer.downsample ({2 ** tok.downsample}) = {m.image_size / 2 ** tok.downsample:g}"
+                              f" tokens per side; set model.grid (and an image size the downsampling divides)")
+        if self.sample.temp_bias <= 0 or self.sample.temp_scale < 0 or self.sample.choice_temperature < 0:
+            raise ConfigError("sample.temp_bias must be > 0, sample.temp_scale and sample.choice_temperature >= 0")
+        if self.sample.steps > m.tokens:
+            raise ConfigError(f"sample.steps={self.sample.steps} decoding steps exceed the {m.tokens} tokens per "
+                              f"image: use at most {m.tokens}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["train"]["betas"] = list(d["train"]["betas"])
+        if self.family != "masked":  # the tokenizer section only matters to the masked family
+            del d["tokenizer"]
+            for key in ("temp_bias", "temp_scale", "choice_temperature"):
+                del d["sample"][key]
         return d
 
 
-def _build(cls, values: Any, where: str):
-    """Build dataclass `cls` from a mapping, rejecting unknown keys with a close-match hint."""
+def _build(cls, values: Any, where: str, sections: dict | None = None):
+    """Build dataclass `cls` from a mapping, rejecting unknown keys with a close-match hint.
+    `sections` names the dataclass of some fields explicitly (the family-dependent ones)."""
     if values is None:
         values = {}
     if not isinstance(values, dict):
@@ -135,8 +176,10 @@ def _build(cls, values: Any, where: str):
             hint = difflib.get_close_matches(str(key), fields, n=1)
             raise ConfigError(f"unknown config key '{path}'" + (f": did you mean '{hint[0]}'?" if hint else
                               f"; valid keys here: {', '.join(fields)}"))
-        sub = _SECTIONS.get(fields[key].type if not isinstance(fields[key].type, str) else fields[key].type)
+        sub = (sections or {}).get(key) or _SECTIONS.get(fields[key].type)
         kwargs[key] = _build(sub, val, path) if sub else _coerce(val, fields[key], path)
+    for key, sub in (sections or {}).items():  # family-dependent sections left out of the YAML
+        kwargs.setdefault(key, sub())
     return cls(**kwargs)
 
 
@@ -166,8 +209,8 @@ def _coerce(val: Any, f: dataclasses.Field, path: str):
     return val
 
 
-_SECTIONS = {"FlowModelConfig": FlowModelConfig, "ObjectiveConfig": ObjectiveConfig, "DataConfig": DataConfig,
-             "TrainConfig": TrainConfig, "SampleConfig": SampleConfig}
+_SECTIONS = {"DataConfig": DataConfig, "TrainConfig": TrainConfig, "SampleConfig": SampleConfig,
+             "TokenizerConfig": TokenizerConfig}
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -187,7 +230,10 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 
 def config_from_dict(raw: dict) -> Config:
-    return _build(Config, raw, "").validate()
+    family = raw.get("family", "flow") if isinstance(raw, dict) else "flow"
+    if family not in FAMILY_SECTIONS:
+        raise ConfigError(f"family must be one of {FAMILIES}, got {family!r}")
+    return _build(Config, raw, "", FAMILY_SECTIONS[family]).validate()
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

@@ -1,4 +1,4 @@
-"""Trainer for the flow family: ILSD / vanilla / baseline from one code path, DDP-ready, exact resume.
+"""Trainer for both families: ILSD / vanilla / baseline from one code path, DDP-ready, exact resume.
 
 Every random draw of step s (data order, noise, t, label dropout, the student's loop count) is a function
 of (seed, s) alone, so all ranks agree, a P-process run equals a one-process run with the same global batch,
@@ -28,10 +28,9 @@ from .config import Config, ConfigError
 from .data import load_dataset
 from .ema import EMA
 from .grid import make_grid, save_png
+from .family import build_family
 from .models import build_model
-from .objectives.flow import build_objective
-from .objectives.ilsd import draw_student_loops, ilsd_lambda, ilsd_loss, step_generator
-from .sampling.flow import sample_images
+from .objectives.ilsd import draw_student_loops, ilsd_lambda, ilsd_loss
 
 
 class TrainingError(RuntimeError):
@@ -117,9 +116,10 @@ class Trainer:
         if self.data.num_classes != cfg.model.num_classes:
             raise ConfigError(f"data {cfg.data.name!r} has {self.data.num_classes} classes but "
                               f"model.num_classes={cfg.model.num_classes}: make them equal")
+        self.family = build_family(cfg)
+        self.family.prepare(self.data, self.run_dir, self.dist)  # masked: tokenizer + token cache
         torch.manual_seed(t.seed)  # initial weights depend on the seed only
         self.model = build_model(cfg).to(self.dist.device)
-        self.process = build_objective(cfg.objective)
         self.ema = EMA(self.model, t.ema_decay, t.ema_warmup)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
         self.step, self.elapsed = 0, 0.0
@@ -135,38 +135,27 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
 
     # ---- one step ----------------------------------------------------------------------------------------
-    def _batch(self, step: int):
-        """This rank's slice of global batch `step`: x0 (b, C, H, W) in [-1, 1], labels, noise, u."""
+    def _batch(self, step: int) -> dict:
+        """This rank's slice of global batch `step`, prepared by the family."""
         t, (r, w) = self.cfg.train, (self.dist.rank, self.dist.world)
-        B = t.batch_size
-        idx = batch_indices(step, B, len(self.data), t.seed)
-        g = step_generator(t.seed, step)
-        C, H, W = self.data.image_shape
-        noise = torch.randn(B, C, H, W, generator=g)
-        u = torch.randn(B, generator=g)
-        drop = torch.rand(B, generator=g) < t.label_dropout
-        b = B // w
-        sl = slice(r * b, (r + 1) * b)
-        images, labels = self.data.get_batch(idx[sl])
-        labels = torch.where(drop[sl], torch.full_like(labels, self.model.null_label), labels)
-        dev = self.dist.device
-        x0 = images.to(dev).float() / 127.5 - 1.0
-        return x0, labels.to(dev), noise[sl].to(dev), u[sl].to(dev)
+        idx = batch_indices(step, t.batch_size, len(self.data), t.seed)
+        b = t.batch_size // w
+        return self.family.batch(step, idx, self.data, slice(r * b, (r + 1) * b), self.model.null_label,
+                                 self.dist.device)
 
     def train_step(self, step: int) -> StepResult:
         cfg, t = self.cfg, self.cfg.train
-        x0, y, noise, u = self._batch(step)
-        x_t, tt, target, weight = self.process.training_inputs(x0, noise, u)
+        batch, fam = self._batch(step), self.family
         L = cfg.train_loops
         l_int = draw_student_loops(t.seed, step, t.min_loops, L) if t.mode == "ilsd" else None
         lam = ilsd_lambda(step, t.steps, t.lambda_decay) if t.mode == "ilsd" else None
         amp = torch.autocast(self.dist.device.type, dtype=torch.bfloat16) if t.precision == "bf16" \
             else contextlib.nullcontext()
         with amp:
-            preds = self.net(x_t, tt, y, loops=L, exits=(l_int, L) if l_int else (L,))
-        gt = lambda p: self.process.gt_loss(p, target, weight)  # noqa: E731
+            preds = fam.forward(self.net, batch, L, (l_int, L) if l_int else (L,))
+        gt = lambda p: fam.gt_loss(p, batch)  # noqa: E731
         if l_int:
-            dist = lambda s, te: self.process.dist_loss(s, te, weight)  # noqa: E731
+            dist = lambda s, te: fam.dist_loss(s, te, batch)  # noqa: E731
             loss, parts = ilsd_loss(preds[0], preds[1], lam, gt, dist)
         else:
             loss = gt(preds[0])
@@ -270,9 +259,9 @@ class Trainer:
             return None
         k = self.cfg.model.num_classes
         labels = torch.arange(k).repeat_interleave(per_class)
-        imgs = sample_images(self.ema.model, self.process, labels, loops=self.cfg.train_loops,
-                             steps=steps or self.cfg.sample.steps, cfg=self.cfg.sample.cfg, seed=0,
-                             precision=self.cfg.train.precision)
+        sample = self.family.sampler(self.ema.model, self.run_dir)
+        imgs = sample(labels, self.cfg.train_loops, steps or self.cfg.sample.steps, self.cfg.sample.cfg, seed=0,
+                      precision=self.cfg.train.precision)
         path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
         return save_png(make_grid(imgs, k, per_class), path, scale=2)
 

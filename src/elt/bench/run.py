@@ -184,6 +184,9 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda m: print(m
     """Run the benchmark -> the result dict (also printed as a table, and written to opts.json_path)."""
     _check(opts)
     cfg = load_config(opts.config, opts.overrides)
+    if cfg.family != "flow":
+        raise ConfigError(f"elt bench measures the flow family (its peer is diffusers' DiT); {opts.config} is a "
+                          f"{cfg.family!r} config: time masked sampling with `elt sample`, which reports seconds")
     s = _settings(opts, cfg)
     if opts.threads:
         torch.set_num_threads(opts.threads)

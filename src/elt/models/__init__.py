@@ -5,11 +5,13 @@ import dataclasses
 from pathlib import Path
 
 from .flow import FlowModelConfig, FlowTransformer
+from .masked import MaskedModelConfig, MaskedTransformer
 
 
-def build_model(cfg) -> FlowTransformer:
+def build_model(cfg) -> FlowTransformer | MaskedTransformer:
     """The network a config trains: N unique blocks (N·L for the `baseline` mode)."""
-    return FlowTransformer(dataclasses.replace(cfg.model, blocks=cfg.model_blocks))
+    arch = dataclasses.replace(cfg.model, blocks=cfg.model_blocks)
+    return MaskedTransformer(arch) if cfg.family == "masked" else FlowTransformer(arch)
 
 
 def from_pretrained(path: str | Path, device: str = "cpu"):
@@ -23,4 +25,5 @@ def from_pretrained(path: str | Path, device: str = "cpu"):
     return model.to(device).eval(), cfg
 
 
-__all__ = ["FlowModelConfig", "FlowTransformer", "build_model", "from_pretrained"]
+__all__ = ["FlowModelConfig", "FlowTransformer", "MaskedModelConfig", "MaskedTransformer", "build_model",
+           "from_pretrained"]

@@ -8,7 +8,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from ..nn.block import modulate
+from ..nn.final import FinalLayer
 from ..nn.embed import LabelEmbedder, TimestepEmbedder, sincos_2d
 from ..nn.looped import LoopedCore, check_loops
 
@@ -51,23 +51,6 @@ class FlowModelConfig:
         return self.image_size // self.patch
 
 
-class FinalLayer(nn.Module):
-    """adaLN (shift, scale) + linear to patch pixels; zero-initialised so the model starts at output 0."""
-
-    def __init__(self, dim: int, out_dim: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
-        self.linear = nn.Linear(dim, out_dim)
-        for lin in (self.ada[1], self.linear):
-            nn.init.zeros_(lin.weight)
-            nn.init.zeros_(lin.bias)
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        shift, scale = self.ada(c).chunk(2, dim=-1)
-        return self.linear(modulate(self.norm(x), shift, scale))
-
-
 class FlowTransformer(nn.Module):
     """Class-conditional ELT-DiT. `forward(x, t, y, loops, exits)`; only the core is looped."""
 
@@ -90,10 +73,7 @@ class FlowTransformer(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        for blk in self.core.blocks:
-            for lin in (blk.attn.qkv, blk.attn.proj, blk.mlp.fc1, blk.mlp.fc2):
-                nn.init.xavier_uniform_(lin.weight)
-                nn.init.zeros_(lin.bias)
+        self.core.init_weights()
         nn.init.xavier_uniform_(self.patch_embed.weight)
         nn.init.zeros_(self.patch_embed.bias)
         nn.init.normal_(self.y_embed.table.weight, std=0.02)
@@ -103,6 +83,12 @@ class FlowTransformer(nn.Module):
     @property
     def null_label(self) -> int:
         return self.y_embed.null_label
+
+    def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
+        """Inputs of one forward call (x, t, y) at `batch`, for FLOP counting and benchmarks."""
+        c = self.cfg
+        return (torch.zeros(batch, c.channels, c.image_size, c.image_size), torch.full((batch,), 0.5),
+                torch.zeros(batch, dtype=torch.long))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, loops: int,
                 exits: Sequence[int] | None = None) -> torch.Tensor | list[torch.Tensor]:

@@ -49,3 +49,10 @@ class LoopedCore(nn.Module):
             if loop in exits:
                 states.append(x)
         return states
+
+    def init_weights(self) -> None:
+        """DiT's initialisation of the block linears: Xavier-uniform weights, zero biases (adaLN stays zero)."""
+        for blk in self.blocks:
+            for lin in (blk.attn.qkv, blk.attn.proj, blk.mlp.fc1, blk.mlp.fc2):
+                nn.init.xavier_uniform_(lin.weight)
+                nn.init.zeros_(lin.bias)

@@ -1,0 +1,49 @@
+"""The flow family (DiT-style on pixels): noised images in, velocity / x0 out."""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from ..objectives.flow import build_objective
+from ..objectives.ilsd import step_generator
+
+
+class FlowFamily:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.process = build_objective(cfg.objective)
+
+    def prepare(self, data, run_dir, dist) -> None:
+        """Nothing to prepare: the flow family trains on pixels."""
+
+    def batch(self, step: int, idx: torch.Tensor, data, rank_slice: slice, null_label: int, device) -> dict:
+        """This rank's part of global batch `step` (global indices `idx`): noised images and targets."""
+        t = self.cfg.train
+        B = len(idx)
+        g = step_generator(t.seed, step)
+        C, H, W = data.image_shape
+        noise = torch.randn(B, C, H, W, generator=g)
+        u = torch.randn(B, generator=g)
+        drop = torch.rand(B, generator=g) < t.label_dropout
+        images, labels = data.get_batch(idx[rank_slice])
+        labels = torch.where(drop[rank_slice], torch.full_like(labels, null_label), labels)
+        x0 = images.to(device).float() / 127.5 - 1.0  # (b, C, H, W) in [-1, 1]
+        x_t, tt, target, weight = self.process.training_inputs(x0, noise[rank_slice].to(device),
+                                                               u[rank_slice].to(device))
+        return {"x_t": x_t, "t": tt, "y": labels.to(device), "target": target, "weight": weight}
+
+    def forward(self, net, b: dict, loops: int, exits) -> list[torch.Tensor]:
+        return net(b["x_t"], b["t"], b["y"], loops=loops, exits=exits)
+
+    def gt_loss(self, pred: torch.Tensor, b: dict) -> torch.Tensor:
+        return self.process.gt_loss(pred, b["target"], b["weight"])
+
+    def dist_loss(self, student: torch.Tensor, teacher: torch.Tensor, b: dict) -> torch.Tensor:
+        return self.process.dist_loss(student, teacher, b["weight"])
+
+    def sampler(self, model, run_dir=None):
+        """sampler(labels, loops, steps, guidance, seed, batch_size, progress, precision) -> uint8 (N, H, W, C)."""
+        from ..sampling.flow import sample_images
+
+        return functools.partial(sample_images, model, self.process)

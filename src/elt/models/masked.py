@@ -1,0 +1,105 @@
+"""ELT-MaskGIT: token + position embedding -> LoopedCore(N blocks × L loops) -> adaLN logits head.
+
+Class conditioning is adaLN (as in the flow family): the label embedding modulates every block, so both
+families share one `LoopedCore`; the null label (index `num_classes`) is the unconditional input for
+classifier-free guidance. Token index `codebook_size` is [MASK].
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..nn.embed import LabelEmbedder, sincos_2d
+from ..nn.final import FinalLayer
+from ..nn.looped import LoopedCore, check_loops
+
+
+@dataclass
+class MaskedModelConfig:
+    """Architecture of an ELT-MaskGIT. `codebook_size` and `grid` must match the tokenizer's."""
+
+    image_size: int = 28  # of the images the tokenizer reads (checked against the data)
+    channels: int = 1
+    codebook_size: int = 256  # V: token vocabulary (the [MASK] token is index V)
+    grid: int = 7  # tokens per side: T = grid² tokens per image
+    dim: int = 256
+    heads: int = 4
+    blocks: int = 2
+    mlp_ratio: float = 4.0
+    num_classes: int = 10
+    qk_norm: bool = False
+    attn_impl: str = "auto"  # "auto" | "sdpa" | "math" (see elt.nn.attention)
+    mlp_act: str = "gelu_tanh"  # "gelu_tanh" | "gelu"
+
+    def validate(self) -> None:
+        for key in ("image_size", "channels", "codebook_size", "grid", "dim", "heads", "blocks", "num_classes"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"model.{key} must be >= 1, got {getattr(self, key)}")
+        if self.dim % self.heads != 0:
+            raise ValueError(f"model.dim={self.dim} is not divisible by model.heads={self.heads}")
+        if self.dim % 4 != 0:
+            raise ValueError(f"model.dim must be divisible by 4 (2-D sin-cos positions), got {self.dim}")
+        if self.attn_impl not in ("auto", "sdpa", "math"):
+            raise ValueError(f"model.attn_impl must be 'auto', 'sdpa' or 'math', got {self.attn_impl!r}")
+        if self.mlp_act not in ("gelu_tanh", "gelu"):
+            raise ValueError(f"model.mlp_act must be 'gelu_tanh' or 'gelu', got {self.mlp_act!r}")
+
+    @property
+    def tokens(self) -> int:
+        return self.grid * self.grid
+
+    @property
+    def mask_id(self) -> int:
+        return self.codebook_size
+
+
+class MaskedTransformer(nn.Module):
+    """Class-conditional ELT-MaskGIT. `forward(tokens, y, loops, exits)` -> logits over the codebook."""
+
+    def __init__(self, cfg: MaskedModelConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        d = cfg.dim
+        self.tok_embed = nn.Embedding(cfg.codebook_size + 1, d)  # + [MASK]
+        self.pos = nn.Parameter(sincos_2d(d, cfg.grid, cfg.grid)[None].clone())  # (1, T, D), learned
+        self.y_embed = LabelEmbedder(cfg.num_classes, d)
+        self.core = LoopedCore(d, cfg.heads, cfg.blocks, cfg.mlp_ratio, cfg.qk_norm, cfg.attn_impl, cfg.mlp_act)
+        self.head = FinalLayer(d, cfg.codebook_size)
+        self.core.init_weights()
+        nn.init.normal_(self.tok_embed.weight, std=0.02)
+        nn.init.normal_(self.y_embed.table.weight, std=0.02)
+
+    @property
+    def null_label(self) -> int:
+        return self.y_embed.null_label
+
+    @property
+    def mask_id(self) -> int:
+        return self.cfg.mask_id
+
+    def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
+        """Inputs of one forward call (tokens all [MASK], y) at `batch`, for FLOP counting and benchmarks."""
+        return (torch.full((batch, self.cfg.tokens), self.mask_id, dtype=torch.long),
+                torch.zeros(batch, dtype=torch.long))
+
+    def forward(self, tokens: torch.Tensor, y: torch.Tensor, loops: int,
+                exits: Sequence[int] | None = None) -> torch.Tensor | list[torch.Tensor]:
+        """tokens: (B, T) int64 in [0, V] (V = [MASK]), y: (B,) labels (null_label = unconditional).
+
+        Returns logits (B, T, V) after `loops` loops, or, if `exits` is given, one logits tensor per exit
+        (sorted ascending), all from one forward pass through the core.
+        """
+        cfg = self.cfg
+        if tokens.dim() != 2 or tokens.shape[1] != cfg.tokens:
+            raise ValueError(f"expected token ids of shape (B, {cfg.tokens}) (a {cfg.grid}x{cfg.grid} grid, "
+                             f"flattened), got {tuple(tokens.shape)}")
+        want = check_loops(loops, exits)
+        h = self.tok_embed(tokens) + self.pos  # (B, T, D)
+        c = self.y_embed(y)  # (B, D)
+        states = self.core(h, c, loops, want)
+        outs = [self.head(s, c) for s in states]  # each (B, T, V)
+        return outs if exits is not None else outs[0]

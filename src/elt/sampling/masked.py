@@ -1,0 +1,133 @@
+"""MaskGIT iterative parallel decoding for the masked family, with classifier-free guidance.
+
+Start from all-[MASK]; at step k of K: predict every position, sample the masked ones at temperature
+τ_k = bias + scale·(1 − (k+1)/K), rank the new tokens by confidence log p + annealed Gumbel noise, and
+re-mask the least confident so that ⌊T·γ((k+1)/K)⌋ stay masked (γ: the mask schedule). Every step fixes at
+least one token and step K fixes the rest, so exactly K steps decode all T tokens. `loops` may differ per step.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ..objectives.masked import mask_ratio
+from .flow import _loop_schedule, to_uint8
+
+
+@dataclass
+class DecodeSettings:
+    steps: int = 12  # K
+    cfg: float = 1.0  # guidance scale on the logits; 1 = off
+    temp_bias: float = 0.5  # sampling temperature τ_k = temp_bias + temp_scale·(1 − (k+1)/K)
+    temp_scale: float = 0.8
+    choice_temperature: float = 4.5  # Gumbel noise on the confidence, annealed by (1 − (k+1)/K)
+    schedule: str = "cosine"
+
+    def validate(self, tokens: int) -> None:
+        if not 1 <= self.steps <= tokens:
+            raise ValueError(f"decoding needs 1 <= steps <= {tokens} (tokens per image), got steps={self.steps}")
+        if self.temp_bias + self.temp_scale * (1 - 1 / self.steps) <= 0 or self.temp_bias <= 0:
+            raise ValueError(f"sampling temperatures must stay > 0: temp_bias={self.temp_bias}, "
+                             f"temp_scale={self.temp_scale}")
+        if self.choice_temperature < 0:
+            raise ValueError(f"choice_temperature must be >= 0, got {self.choice_temperature}")
+
+
+def guided_logits(model, tokens: torch.Tensor, y: torch.Tensor, loops: int, cfg: float) -> torch.Tensor:
+    """Logits (B, T, V) with classifier-free guidance u + cfg·(c − u); cfg = 1 is plain conditional."""
+    if cfg == 1.0:
+        return model(tokens, y, loops=loops).float()
+    null = torch.full_like(y, model.null_label)
+    both = model(torch.cat([tokens, tokens]), torch.cat([y, null]), loops=loops).float()
+    cond, uncond = both.chunk(2)
+    return uncond + cfg * (cond - uncond)
+
+
+def remask_counts(tokens: int, steps: int, schedule: str = "cosine") -> list[int]:
+    """Tokens still masked after each step k = 0 … K−1: strictly decreasing, ending at 0."""
+    left, out = tokens, []
+    for k in range(steps):
+        n = int(torch.floor(mask_ratio((k + 1) / steps, schedule) * tokens)) if k < steps - 1 else 0
+        n = min(n, left - 1) if k < steps - 1 else 0  # unmask at least one token per step
+        n = max(n, steps - 1 - k)  # ... but keep one per remaining step, so no step is left without work
+        out.append(n)
+        left = n
+    return out
+
+
+def _gumbel(u: torch.Tensor) -> torch.Tensor:
+    return -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
+
+
+@torch.no_grad()
+def maskgit_decode(model, y: torch.Tensor, loops: int | Sequence[int], settings: DecodeSettings,
+                   noise: "NoiseSource") -> torch.Tensor:
+    """Decode one batch: y (B,) labels -> tokens (B, T) int64 in [0, V). `noise` gives the random draws."""
+    T, V, mask_id = model.cfg.tokens, model.cfg.codebook_size, model.mask_id
+    settings.validate(T)
+    K = settings.steps
+    tokens = torch.full((len(y), T), mask_id, dtype=torch.long, device=y.device)
+    counts = remask_counts(T, K, settings.schedule)
+    for k, L in enumerate(_loop_schedule(loops, K)):
+        unknown = tokens == mask_id  # (B, T)
+        logits = guided_logits(model, tokens, y, L, settings.cfg)  # (B, T, V)
+        temp = settings.temp_bias + settings.temp_scale * (1 - (k + 1) / K)
+        g_tok, u_choice = noise.draw(k)  # (B, T, V) uniforms, (B, T) uniforms
+        sampled = (logits / temp + _gumbel(g_tok.to(logits.device))).argmax(-1)  # Gumbel-max = categorical
+        sampled = torch.where(unknown, sampled, tokens)
+        if counts[k] == 0:
+            return sampled
+        log_p = logits.log_softmax(-1).gather(-1, sampled[..., None])[..., 0]  # (B, T)
+        anneal = settings.choice_temperature * (1 - (k + 1) / K)
+        confidence = log_p + anneal * _gumbel(u_choice.to(logits.device))
+        confidence = confidence.masked_fill(~unknown, float("inf"))  # decided tokens are never re-masked
+        remask = confidence.topk(counts[k], dim=1, largest=False).indices  # (B, n) least confident
+        tokens = sampled.scatter(1, remask, mask_id)
+    return tokens
+
+
+class NoiseSource:
+    """Uniform draws for decoding step k of the samples `rows`: sample i's noise depends only on
+    (seed, i, k), so results do not depend on the batch size."""
+
+    def __init__(self, seed: int, rows: range, tokens: int, vocab: int):
+        self.seed, self.rows, self.tokens, self.vocab = seed, rows, tokens, vocab
+
+    def draw(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> uniforms (B, T, V) for token sampling, uniforms (B, T) for the confidence noise."""
+        tok, choice = [], []
+        for i in self.rows:
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + i) * 1_009 + k)
+            tok.append(torch.rand(self.tokens, self.vocab, generator=g))
+            choice.append(torch.rand(self.tokens, generator=g))
+        return torch.stack(tok), torch.stack(choice)
+
+
+@torch.no_grad()
+def sample_tokens(model, labels: torch.Tensor, loops: int | Sequence[int], settings: DecodeSettings, seed: int = 0,
+                  batch_size: int = 250, progress=None, precision: str = "fp32") -> torch.Tensor:
+    """Decode one token grid per label -> int64 (N, grid, grid)."""
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
+    device = next(model.parameters()).device
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    g, out = model.cfg.grid, []
+    for start in range(0, len(labels), batch_size):
+        y = labels[start:start + batch_size].to(device)
+        noise = NoiseSource(seed, range(start, start + len(y)), model.cfg.tokens, model.cfg.codebook_size)
+        with amp:
+            toks = maskgit_decode(model, y, loops, settings, noise)
+        out.append(toks.view(-1, g, g).cpu())
+        if progress is not None:
+            progress.update(len(y))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def sample_images(model, tokenizer, labels: torch.Tensor, loops: int | Sequence[int], settings: DecodeSettings,
+                  seed: int = 0, batch_size: int = 250, progress=None, precision: str = "fp32") -> torch.Tensor:
+    """Decode tokens and map them to pixels with the tokenizer -> uint8 (N, H, W, C)."""
+    tokens = sample_tokens(model, labels, loops, settings, seed, batch_size, progress, precision)
+    return torch.cat([to_uint8(tokenizer.decode(tokens[i:i + 500])) for i in range(0, len(tokens), 500)])
