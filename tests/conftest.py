@@ -116,3 +116,17 @@ def randomize_(model: torch.nn.Module, seed: int = 0, std: float = 0.2) -> torch
 @pytest.fixture
 def randomize():
     return randomize_
+
+
+def interrupt_at(trainer, step: int) -> None:
+    """Run trainer.fit() and stop it with a KeyboardInterrupt (as Ctrl-C would) just before `step`."""
+    orig = trainer.train_step
+
+    def stop(s):
+        if s == step:
+            raise KeyboardInterrupt
+        return orig(s)
+
+    trainer.train_step = stop
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()

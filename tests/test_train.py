@@ -14,6 +14,8 @@ from elt.config import ConfigError
 from elt.distributed import DistInfo
 from elt.train import Trainer, TrainingError, batch_indices, learning_rate, train
 
+from conftest import interrupt_at
+
 
 def _state(run: Path):
     ckpt = find_checkpoint(run)
@@ -96,16 +98,7 @@ def test_exact_resume(make_config, tiny_dataset, tmp_path):
     Trainer(make_config(*over), run_a, progress=False).fit()
 
     tb = Trainer(make_config(*over), run_b, progress=False)
-    orig = tb.train_step
-
-    def interrupt_at_4(step):
-        if step == 4:
-            raise KeyboardInterrupt
-        return orig(step)
-
-    tb.train_step = interrupt_at_4
-    with pytest.raises(KeyboardInterrupt):
-        tb.fit()
+    interrupt_at(tb, 4)
     state_b4, _, ckpt4 = _state(run_b)
     assert ckpt4.name == "step_0000004" and state_b4["step"] == 4
     assert json.loads((run_b / "summary.json").read_text())["stop"] == "interrupted"

@@ -16,20 +16,12 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from .atomic import write_text_atomic
 from .config import Config, config_from_dict, dump_config
 
 
 class CheckpointError(RuntimeError):
     """A missing, unreadable or incompatible checkpoint."""
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def save_checkpoint(run_dir: str | Path, step: int, cfg: Config, ema_state: dict, train_state: dict,
@@ -49,7 +41,7 @@ def save_checkpoint(run_dir: str | Path, step: int, cfg: Config, ema_state: dict
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _write_text_atomic(Path(run_dir) / "latest", final.name + "\n")
+    write_text_atomic(Path(run_dir) / "latest", final.name + "\n")
     done = sorted(p for p in root.iterdir() if p.name.startswith("step_"))
     for old in done[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
@@ -84,16 +76,20 @@ def load_config_from(ckpt: Path) -> Config:
     return config_from_dict(yaml.safe_load((ckpt / "config.yaml").read_text()))
 
 
-def load_weights(model: torch.nn.Module, state: dict, source: str) -> None:
-    """load_state_dict(strict) with a message that names the mismatch instead of a wall of keys."""
-    own = model.state_dict()
+def state_mismatch(own: dict, state: dict) -> str:
+    """'' when `state` fits a module whose state_dict is `own`, else a short list of what does not."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing or unexpected or wrong:
-        detail = "; ".join(f"{name}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
-                           for name, keys in (("missing", missing), ("unexpected", unexpected),
-                                              ("shape differs", wrong)) if keys)
+    return "; ".join(f"{name}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
+                     for name, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", wrong))
+                     if keys)
+
+
+def load_weights(model: torch.nn.Module, state: dict, source: str) -> None:
+    """load_state_dict(strict) with a message that names the mismatch instead of a wall of keys."""
+    detail = state_mismatch(model.state_dict(), state)
+    if detail:
         raise CheckpointError(f"checkpoint {source} was written for another architecture ({detail}); "
                               f"load it with the config saved beside it, or start a new run folder")
     model.load_state_dict(state)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from .dataset import DataError
 
 CACHE_ENV = "ELT_CACHE"
@@ -26,23 +25,10 @@ def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
 
 
 def save_npz_atomic(path: str | os.PathLike[str], **arrays: np.ndarray) -> Path:
-    """np.savez_compressed to a temp file in the same folder, then os.replace,
-    so readers never see a half-written cache."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    """np.savez_compressed, atomically: readers never see a half-written cache."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    return Path(path)
 
 
 def load_npz(path: str | os.PathLike[str], required: tuple[str, ...], refetch_hint: str) -> dict[str, np.ndarray]:

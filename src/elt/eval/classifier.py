@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
+
+from ..atomic import atomic_path
 
 WEIGHTS_NAME = "classifier.safetensors"
 META_NAME = "classifier.json"
@@ -143,15 +144,8 @@ def train_classifier(
 
 def _atomic_write(path: Path, write: Any) -> None:
     """Call write(tmp_path) on a temp file next to path, then os.replace it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        write(str(tmp))
 
 
 def save_classifier(model: DigitClassifier, out_dir: str | os.PathLike, meta: dict) -> Path:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
+from ..atomic import save_npy_atomic
 from ..data import DataError, load_dataset
 from ..data.cache import resolve_cache_dir
 
@@ -42,15 +41,7 @@ def cached_features(extractor_id: str, images: torch.Tensor, embed: Callable[[to
         except (OSError, ValueError):
             pass  # unreadable: recompute and overwrite below
     feats = np.ascontiguousarray(embed(images), dtype=np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, feats)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_npy_atomic(path, feats)
     return feats
 
 

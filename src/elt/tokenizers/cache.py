@@ -5,17 +5,16 @@ images, so a retrained tokenizer or changed data never reuses a stale cache.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..atomic import save_npy_atomic
 from .evaluate import to_unit
 from .pretrained import tokenizer_fingerprint
 
@@ -40,22 +39,6 @@ def cache_path(tok, dataset, cache_dir: str | os.PathLike[str], key: str) -> Pat
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", key).strip("._") or "tokens"
     name = f"{safe[:80]}-tok{tokenizer_fingerprint(tok)[:12]}-data{dataset_hash(dataset)[:12]}.npy"
     return Path(cache_dir).expanduser() / name
-
-
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _load_valid(path: Path, shape: tuple[int, int, int], vocab: int) -> torch.Tensor | None:
@@ -97,5 +80,5 @@ def token_grids(tok, dataset, cache_dir: str | os.PathLike[str], key: str, batch
         return cached
     grids = encode_dataset(tok, dataset, batch_size, progress, desc=f"tokenize {key}")
     dtype = np.int16 if tok.codebook_size <= np.iinfo(np.int16).max + 1 else np.int32
-    _save_npy_atomic(path, grids.numpy().astype(dtype))
+    save_npy_atomic(path, grids.numpy().astype(dtype))
     return grids

@@ -4,10 +4,9 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from ..atomic import write_text_atomic
 
 def _config_errors(fn):
     """Report tokenizer problems the way `elt` reports config problems (one line, exit status 2)."""
@@ -85,12 +84,7 @@ def cmd_tokenizer_eval(args) -> None:
     metrics = evaluate_dir(args.tok_dir, args.data, args.split, args.batch_size, progress=not args.no_progress)
     print(describe(metrics))
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(metrics, indent=2) + "\n")
-        os.replace(tmp, out)
+        out = write_text_atomic(args.out, json.dumps(metrics, indent=2) + "\n")
         print(f"report written to {out}")
 
 

@@ -112,14 +112,10 @@ def _load_dir(tok_dir: Path, device: str | torch.device) -> VQAutoencoder:
         state = load_file(str(tok_dir / WEIGHTS_FILE))
     except Exception as e:  # noqa: BLE001 (safetensors raises its own error types)
         raise TokenizerError(f"cannot read {tok_dir / WEIGHTS_FILE} ({e}): train the tokenizer again") from None
-    own = model.state_dict()
-    missing_keys = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing_keys or unexpected or wrong:
-        detail = "; ".join(f"{name}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
-                           for name, keys in (("missing", missing_keys), ("unexpected", unexpected),
-                                              ("shape differs", wrong)) if keys)
+    from ..checkpoint import state_mismatch  # here: elt.checkpoint imports elt.config, which imports us
+
+    detail = state_mismatch(model.state_dict(), state)
+    if detail:
         raise TokenizerError(f"the weights in {tok_dir / WEIGHTS_FILE} do not match its config.yaml ({detail}); "
                              f"the folder was edited or mixed from two runs: train the tokenizer again")
     model.load_state_dict(state)
