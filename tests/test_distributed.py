@@ -1,6 +1,7 @@
 """Two CPU processes (gloo, launched by torchrun) equal one process with the same global batch and seed."""
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import subprocess
@@ -25,10 +26,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("mode", ["ilsd"])
-def test_two_processes_equal_one_process(tiny_cfg_dict, tmp_path, mode):
-    cfg = tiny_cfg_dict()
-    cfg["train"].update({"mode": mode, "steps": 4, "batch_size": 8, "ckpt_every": 100, "label_dropout": 0.25,
+def _masked_cfg(tiny_data_dir, tmp_path) -> dict:
+    from test_masked_e2e import TINY_MASKED
+
+    cfg = copy.deepcopy(TINY_MASKED)
+    cfg["data"]["name"] = str(tiny_data_dir)
+    cfg["tokenizer"]["path"] = str(tmp_path / "tok")  # trained by rank 0 while rank 1 waits
+    return cfg
+
+
+@pytest.mark.parametrize("family", ["flow", "masked"])
+def test_two_processes_equal_one_process(tiny_cfg_dict, tiny_data_dir, tmp_path, family):
+    cfg = tiny_cfg_dict() if family == "flow" else _masked_cfg(tiny_data_dir, tmp_path)
+    cfg["train"].update({"mode": "ilsd", "steps": 4, "batch_size": 8, "ckpt_every": 100, "label_dropout": 0.25,
                          "lr": 1e-3, "warmup_steps": 1})
     cfg_path = tmp_path / "tiny.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))

@@ -117,7 +117,7 @@ class Trainer:
             raise ConfigError(f"data {cfg.data.name!r} has {self.data.num_classes} classes but "
                               f"model.num_classes={cfg.model.num_classes}: make them equal")
         self.family = build_family(cfg)
-        self.family.prepare(self.data, self.run_dir, self.dist)  # masked: tokenizer + token cache
+        self.family.prepare(self.data, self.run_dir, self.dist, self.progress)  # masked: tokenizer + token cache
         torch.manual_seed(t.seed)  # initial weights depend on the seed only
         self.model = build_model(cfg).to(self.dist.device)
         self.ema = EMA(self.model, t.ema_decay, t.ema_warmup)

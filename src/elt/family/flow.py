@@ -14,7 +14,7 @@ class FlowFamily:
         self.cfg = cfg
         self.process = build_objective(cfg.objective)
 
-    def prepare(self, data, run_dir, dist) -> None:
+    def prepare(self, data, run_dir, dist, progress: bool = True) -> None:
         """Nothing to prepare: the flow family trains on pixels."""
 
     def batch(self, step: int, idx: torch.Tensor, data, rank_slice: slice, null_label: int, device) -> dict:

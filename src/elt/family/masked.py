@@ -24,7 +24,7 @@ class MaskedFamily:
         self.tokens = None  # (N, T) int64 token grids of the training set, after prepare()
 
     # ---- tokenizer and token cache -------------------------------------------------------------------------
-    def prepare(self, data, run_dir, dist) -> None:
+    def prepare(self, data, run_dir, dist, progress: bool = True) -> None:
         from ..tokenizers import load_tokenizer, token_grids, train_tokenizer
 
         cfg, run_dir = self.cfg, Path(run_dir)
@@ -35,7 +35,7 @@ class MaskedFamily:
                 print(f"no tokenizer at {source}: training it first (the same as `elt tokenizer train CONFIG "
                       f"--out {source}`)", file=sys.stderr)
                 train_tokenizer(cfg.tokenizer, cfg.data.name, source, image_size=cfg.data.image_size,
-                                channels=cfg.data.channels)
+                                channels=cfg.data.channels, progress=progress)
             run_dir.mkdir(parents=True, exist_ok=True)
             tmp = run_dir / ".tokenizer.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
@@ -48,8 +48,11 @@ class MaskedFamily:
         distributed.barrier()
         tok = load_tokenizer(_loadable(own))
         check_tokenizer(tok, cfg.model, tuple(data.image_shape))
-        grids = token_grids(tok, data, own / "tokens", key=f"{_slug(cfg.data.name)}-train",
-                            progress=dist.is_main)
+        key = f"{_slug(cfg.data.name)}-train"
+        if dist.is_main:  # encode once; the other ranks read the cache
+            token_grids(tok, data, own / "tokens", key=key, progress=progress)
+        distributed.barrier()
+        grids = token_grids(tok, data, own / "tokens", key=key, progress=False)
         self.tokens = grids.flatten(1)  # (N, T)
 
     # ---- training ------------------------------------------------------------------------------------------
@@ -62,17 +65,18 @@ class MaskedFamily:
         drop = torch.rand(len(idx), generator=g) < t.label_dropout
         _, labels = data.get_batch(idx[rank_slice])
         labels = torch.where(drop[rank_slice], torch.full_like(labels, null_label), labels)
-        return {"inputs": inputs[rank_slice].to(device), "y": labels.to(device),
+        share = mask.sum().item() * len(labels) / len(idx)  # this rank's share of the global masked tokens
+        return {"inputs": inputs[rank_slice].to(device), "y": labels.to(device), "count": share,
                 "targets": targets[rank_slice].to(device), "mask": mask[rank_slice].to(device)}
 
     def forward(self, net, b: dict, loops: int, exits) -> list[torch.Tensor]:
         return net(b["inputs"], b["y"], loops=loops, exits=exits)
 
     def gt_loss(self, logits: torch.Tensor, b: dict) -> torch.Tensor:
-        return self.process.gt_loss(logits, b["targets"], b["mask"])
+        return self.process.gt_loss(logits, b["targets"], b["mask"], b["count"])
 
     def dist_loss(self, student: torch.Tensor, teacher: torch.Tensor, b: dict) -> torch.Tensor:
-        return self.process.dist_loss(student, teacher, b["mask"])
+        return self.process.dist_loss(student, teacher, b["mask"], b["count"])
 
     # ---- sampling ------------------------------------------------------------------------------------------
     def sampler(self, model, run_dir=None):

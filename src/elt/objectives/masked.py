@@ -50,17 +50,25 @@ def draw_mask(batch: int, tokens: int, generator: torch.Generator, schedule: str
     return ranks < n[:, None]
 
 
+def _per_masked_token(total: torch.Tensor, mask: torch.Tensor, count: torch.Tensor | float | None) -> torch.Tensor:
+    """total / count, count defaulting to this batch's masked tokens. Data-parallel ranks pass their share of
+    the global count (global masked tokens / world size): the ranks' gradient average is then the gradient of
+    the global mean, exactly as in one process."""
+    return total / (mask.sum().clamp_min(1) if count is None else count)
+
+
 def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
-                         label_smoothing: float = 0.0) -> torch.Tensor:
+                         label_smoothing: float = 0.0, count=None) -> torch.Tensor:
     """Mean cross-entropy over the masked positions only. logits (B, T, V), targets (B, T), mask (B, T) bool."""
-    return F.cross_entropy(logits[mask].float(), targets[mask], label_smoothing=label_smoothing)
+    total = F.cross_entropy(logits[mask].float(), targets[mask], label_smoothing=label_smoothing, reduction="sum")
+    return _per_masked_token(total, mask, count)
 
 
-def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, count=None) -> torch.Tensor:
     """−Σ_v p_teacher(v)·log p_student(v), mean over masked positions; no gradient into the teacher."""
     p_teacher = teacher[mask].detach().float().softmax(-1)  # (M, V)
     log_p_student = student[mask].float().log_softmax(-1)
-    return -(p_teacher * log_p_student).sum(-1).mean()
+    return _per_masked_token(-(p_teacher * log_p_student).sum(), mask, count)
 
 
 class MaskedTokens:
@@ -74,8 +82,8 @@ class MaskedTokens:
         mask = draw_mask(tokens.shape[0], tokens.shape[1], generator, self.cfg.mask_schedule).to(tokens.device)
         return torch.where(mask, torch.full_like(tokens, self.mask_id), tokens), mask
 
-    def gt_loss(self, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return masked_cross_entropy(logits, targets, mask, self.cfg.label_smoothing)
+    def gt_loss(self, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, count=None) -> torch.Tensor:
+        return masked_cross_entropy(logits, targets, mask, self.cfg.label_smoothing, count)
 
-    def dist_loss(self, student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return soft_cross_entropy(student, teacher, mask)
+    def dist_loss(self, student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, count=None) -> torch.Tensor:
+        return soft_cross_entropy(student, teacher, mask, count)

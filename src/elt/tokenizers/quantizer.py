@@ -12,33 +12,15 @@ stats reset to N_k = dead_threshold, S_k = dead_threshold·e_k. A restarted code
 if it is chosen about dead_threshold times per batch. The counts start at 0, so the first training step
 restarts (nearly) every code: the codebook is initialised from encoder outputs.
 
-Random draws use torch's global RNG, so a run is deterministic given `torch.manual_seed`. Multi-process
-(DDP) training would all-reduce n_k and the sums and broadcast the restarted codes from rank 0, which is
-what `_all_reduce` / `_broadcast` do when torch.distributed is initialised; the tokenizer trainer itself is
-single-process and that path is untested.
+Random draws use torch's global RNG, so a run is deterministic given `torch.manual_seed`. The updates are
+local to the process: the tokenizer trainer is single-process (under `torchrun`, rank 0 trains it while the
+other ranks wait), so no collective may run here.
 """
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def _all_reduce(t: torch.Tensor) -> torch.Tensor:
-    if _distributed():
-        dist.all_reduce(t)
-    return t
-
-
-def _broadcast(t: torch.Tensor) -> torch.Tensor:
-    if _distributed():
-        dist.broadcast(t, src=0)
-    return t
 
 
 class VectorQuantizer(nn.Module):
@@ -103,7 +85,6 @@ class VectorQuantizer(nn.Module):
         """One EMA step and the dead-code restarts; `flat` (N, D) fp32, `idx` (N,). Returns the restart count."""
         d = self.decay
         sums = torch.zeros_like(self.ema_sum).index_add_(0, idx, flat)  # (K, D)
-        counts, sums = _all_reduce(counts.clone()), _all_reduce(sums)
         used = counts > 0
         self.ema_count.mul_(d).add_(counts, alpha=1 - d)
         self.ema_sum.mul_(d).add_(sums, alpha=1 - d)
@@ -117,7 +98,7 @@ class VectorQuantizer(nn.Module):
             pick = torch.randperm(flat.shape[0], device=flat.device)[:dead.numel()]
         else:
             pick = torch.randint(flat.shape[0], (dead.numel(),), device=flat.device)
-        fresh = _broadcast(flat[pick].clone())  # (n_dead, D)
+        fresh = flat[pick].clone()  # (n_dead, D)
         self.codebook[dead] = fresh
         self.ema_count[dead] = self.dead_threshold
         self.ema_sum[dead] = fresh * self.dead_threshold
