@@ -13,7 +13,7 @@ from elt.cli import main
 from elt.config import load_config
 from elt.train import Trainer, train
 
-from conftest import NUM_CLASSES, SIDE, flatten_overrides
+from conftest import NUM_CLASSES, SIDE, flatten_overrides, interrupt_at
 
 # 8×8 images -> a 4×4 token grid over 16 codes; a 2-block generator looped up to 3 times.
 TINY_MASKED = {
@@ -56,16 +56,7 @@ def test_masked_resume_is_exact(masked_config, tmp_path):
     run_a, run_b = tmp_path / "a", tmp_path / "b"
     Trainer(masked_config(), run_a, progress=False).fit()
     tb = Trainer(masked_config(), run_b, progress=False)
-    orig = tb.train_step
-
-    def interrupt_at_4(step):
-        if step == 4:
-            raise KeyboardInterrupt
-        return orig(step)
-
-    tb.train_step = interrupt_at_4
-    with pytest.raises(KeyboardInterrupt):
-        tb.fit()
+    interrupt_at(tb, 4)
     Trainer(masked_config(), run_b, resume=True, progress=False).fit()
     for name in ("model.safetensors",):
         a, b = load_file(str(find_checkpoint(run_a) / name)), load_file(str(find_checkpoint(run_b) / name))
@@ -98,6 +89,13 @@ def test_cli_sample_and_anytime_work_for_the_masked_family(masked_config, tmp_pa
     capsys.readouterr()
     assert main(["sample", str(run), "--steps", "17", "--out", str(out)]) == 2  # 16 tokens: at most 16 steps
     assert "steps <= 16" in capsys.readouterr().err
+    # one loop count per decoding step: 2,2,2 is --loops 2; the count must match --steps
+    per_step = tmp_path / "s3.npz"
+    assert main(["sample", str(run), "--loops", "2,2,2", "--per-class", "2", "--steps", "3", "--out", str(per_step),
+                 "--precision", "fp32"]) == 0
+    assert np.array_equal(np.load(per_step)["arr_0"], data["arr_0"])
+    assert main(["sample", str(run), "--loops", "2,2", "--steps", "3", "--out", str(per_step)]) == 2
+    assert "needs 3 values" in capsys.readouterr().err
 
 
 def test_tokenizer_mismatch_is_a_clear_error(masked_config, tmp_path):

@@ -35,6 +35,26 @@ def _at_least_1(flag: str, value: int) -> int:
     return value
 
 
+def _loops_arg(text: str) -> int | list[int]:
+    """`--loops 4` (every step) or `--loops 1,2,4,4` (one loop count per sampling/decoding step)."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int or comma-separated ints, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _check_loops(loops: int | list[int], steps: int) -> int | list[int]:
+    if isinstance(loops, int):
+        return _at_least_1("--loops", loops)
+    if len(loops) != steps:
+        raise ConfigError(f"--loops with one loop count per step needs {steps} values (the sampling steps), "
+                          f"got {len(loops)}: pass --steps {len(loops)} or a single loop count")
+    for value in loops:
+        _at_least_1("--loops", value)
+    return loops
+
+
 def _sampling_settings(args, cfg) -> tuple[int, float]:
     """(steps, cfg scale) from the flags, falling back to the run's `sample` config section."""
     steps = _at_least_1("--steps", cfg.sample.steps if args.steps is None else args.steps)
@@ -82,10 +102,10 @@ def cmd_sample(args) -> None:
     from .grid import make_grid, save_png
 
     model, cfg, sampler = _load(args.run_dir)
-    loops = _at_least_1("--loops", cfg.train_loops if args.loops is None else args.loops)
     _at_least_1("--batch-size", args.batch_size)
     labels = _labels(args, cfg.model.num_classes)
     steps, guidance = _sampling_settings(args, cfg)
+    loops = _check_loops(cfg.train_loops if args.loops is None else args.loops, steps)
     t0 = time.perf_counter()
     images = generate(sampler, labels, loops, steps, guidance, args.seed, args.batch_size, args.precision)
     dt = time.perf_counter() - t0
@@ -251,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="sample a trained run at any loop count -> .npz (arr_0 images, arr_1 labels)")
     sampling_args(s)
-    s.add_argument("--loops", type=int, default=None, help="loop count L (default: the trained L_max)")
+    s.add_argument("--loops", type=_loops_arg, default=None,
+                   help="loop count L (default: the trained L_max), or one per step: 1,2,4,4,...")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--per-class", type=int, default=10)
     g.add_argument("--labels", type=int, nargs="+")
