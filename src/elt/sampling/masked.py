@@ -61,11 +61,28 @@ def _gumbel(u: torch.Tensor) -> torch.Tensor:
     return -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
 
 
+class NoiseSource:
+    """Uniform draws for decoding step k of the samples `rows`: sample i's noise depends only on
+    (seed, i, k), so results do not depend on the batch size."""
+
+    def __init__(self, seed: int, rows: range, tokens: int, vocab: int):
+        self.seed, self.rows, self.tokens, self.vocab = seed, rows, tokens, vocab
+
+    def draw(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> uniforms (B, T, V) for token sampling, uniforms (B, T) for the confidence noise."""
+        tok, choice = [], []
+        for i in self.rows:
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + i) * 1_009 + k)
+            tok.append(torch.rand(self.tokens, self.vocab, generator=g))
+            choice.append(torch.rand(self.tokens, generator=g))
+        return torch.stack(tok), torch.stack(choice)
+
+
 @torch.no_grad()
 def maskgit_decode(model, y: torch.Tensor, loops: int | Sequence[int], settings: DecodeSettings,
-                   noise: "NoiseSource") -> torch.Tensor:
+                   noise: NoiseSource) -> torch.Tensor:
     """Decode one batch: y (B,) labels -> tokens (B, T) int64 in [0, V). `noise` gives the random draws."""
-    T, V, mask_id = model.cfg.tokens, model.cfg.codebook_size, model.mask_id
+    T, mask_id = model.cfg.tokens, model.mask_id
     settings.validate(T)
     K = settings.steps
     tokens = torch.full((len(y), T), mask_id, dtype=torch.long, device=y.device)
@@ -86,23 +103,6 @@ def maskgit_decode(model, y: torch.Tensor, loops: int | Sequence[int], settings:
         remask = confidence.topk(counts[k], dim=1, largest=False).indices  # (B, n) least confident
         tokens = sampled.scatter(1, remask, mask_id)
     return tokens
-
-
-class NoiseSource:
-    """Uniform draws for decoding step k of the samples `rows`: sample i's noise depends only on
-    (seed, i, k), so results do not depend on the batch size."""
-
-    def __init__(self, seed: int, rows: range, tokens: int, vocab: int):
-        self.seed, self.rows, self.tokens, self.vocab = seed, rows, tokens, vocab
-
-    def draw(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> uniforms (B, T, V) for token sampling, uniforms (B, T) for the confidence noise."""
-        tok, choice = [], []
-        for i in self.rows:
-            g = torch.Generator().manual_seed((self.seed * 1_000_003 + i) * 1_009 + k)
-            tok.append(torch.rand(self.tokens, self.vocab, generator=g))
-            choice.append(torch.rand(self.tokens, generator=g))
-        return torch.stack(tok), torch.stack(choice)
 
 
 @torch.no_grad()
