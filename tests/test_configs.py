@@ -11,13 +11,19 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_config_loads(name):
     cfg = load_config(CONFIGS / name)
-    assert cfg.train.max_minutes <= 15 or "mnist_flow" not in name
+    if name.startswith("mnist_flow"):
+        assert 0 < cfg.train.max_minutes <= 15
+    if name.startswith("mnist_masked"):  # tokenizer + generator: at most 20 minutes together
+        assert cfg.tokenizer.max_minutes > 0 and cfg.train.max_minutes > 0
+        assert cfg.tokenizer.max_minutes + cfg.train.max_minutes <= 20
 
 
-@pytest.mark.parametrize("variant,mode", [("mnist_flow_vanilla.yaml", "vanilla"),
-                                          ("mnist_flow_baseline.yaml", "baseline")])
-def test_ablation_differs_only_in_mode(variant, mode):
-    base, other = load_config(CONFIGS / "mnist_flow.yaml"), load_config(CONFIGS / variant)
+@pytest.mark.parametrize("default,variant,mode", [("mnist_flow.yaml", "mnist_flow_vanilla.yaml", "vanilla"),
+                                                  ("mnist_flow.yaml", "mnist_flow_baseline.yaml", "baseline"),
+                                                  ("mnist_masked.yaml", "mnist_masked_vanilla.yaml", "vanilla"),
+                                                  ("mnist_masked.yaml", "mnist_masked_baseline.yaml", "baseline")])
+def test_ablation_differs_only_in_mode(default, variant, mode):
+    base, other = load_config(CONFIGS / default), load_config(CONFIGS / variant)
     assert base.train.mode == "ilsd" and other.train.mode == mode
     other.train.mode = "ilsd"
     assert other == base
