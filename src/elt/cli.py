@@ -102,7 +102,8 @@ def cmd_sample(args) -> None:
     from .grid import make_grid, save_png
 
     model, cfg, sampler = _load(args.run_dir)
-    _at_least_1("--batch-size", args.batch_size)
+    if args.batch_size is not None:
+        _at_least_1("--batch-size", args.batch_size)
     labels = _labels(args, cfg.model.num_classes)
     steps, guidance = _sampling_settings(args, cfg)
     loops = _check_loops(cfg.train_loops if args.loops is None else args.loops, steps)
@@ -132,7 +133,7 @@ def _anytime_grid(sampler, cfg, loop_counts, steps, guidance, args, path: Path) 
     from .grid import make_grid, save_png
 
     k = cfg.model.num_classes
-    columns = [generate(sampler, torch.arange(k), L, steps, guidance, args.seed, 500, args.precision, "")
+    columns = [generate(sampler, torch.arange(k), L, steps, guidance, args.seed, None, args.precision, "")
                for L in tqdm(loop_counts, desc="any-time grid")]
     cells = torch.stack(columns, 1).flatten(0, 1)  # (k·len(loops), H, W, C) row-major
     save_png(make_grid(cells, k, len(loop_counts)), path, scale=3, column_titles=[f"L={L}" for L in loop_counts])
@@ -173,7 +174,7 @@ def cmd_anytime(args) -> None:
         labels = torch.arange(cfg.model.num_classes).repeat_interleave(_at_least_1("--per-class", args.per_class))
 
         def sample(y, loops, n_steps):
-            return generate(sampler, y, loops, n_steps, guidance, args.seed, 500, args.precision)
+            return generate(sampler, y, loops, n_steps, guidance, args.seed, None, args.precision)
 
         step_counts = [_at_least_1("--steps-list", s) for s in args.steps_list] if args.steps_list else [steps]
         rows = sweep(model, sample, evaluator, labels, loop_counts, step_counts, guidance)
@@ -276,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = s.add_mutually_exclusive_group()
     g.add_argument("--per-class", type=int, default=10)
     g.add_argument("--labels", type=int, nargs="+")
-    s.add_argument("--batch-size", type=int, default=500)
+    s.add_argument("--batch-size", type=int, default=None,
+                   help="samples per forward batch (default: 500 flow, 128 masked; results do not depend on it)")
     s.add_argument("--out", required=True, help="FILE.npz")
     s.add_argument("--grid", help="also write a PNG grid")
     s.set_defaults(func=cmd_sample)

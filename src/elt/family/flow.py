@@ -1,7 +1,6 @@
 """The flow family (DiT-style on pixels): noised images in, velocity / x0 out."""
 from __future__ import annotations
 
-import functools
 
 import torch
 
@@ -10,6 +9,9 @@ from ..objectives.ilsd import step_generator
 
 
 class FlowFamily:
+    # default sampling batch: 1,000 samples at L=4 take 26 s at 500 vs 30 s at 128 (2-core CPU, bf16, CFG)
+    SAMPLE_BATCH = 500
+
     def __init__(self, cfg):
         self.cfg = cfg
         self.process = build_objective(cfg.objective)
@@ -43,7 +45,11 @@ class FlowFamily:
         return self.process.dist_loss(student, teacher, b["weight"])
 
     def sampler(self, model, run_dir=None):
-        """sampler(labels, loops, steps, guidance, seed, batch_size, progress, precision) -> uint8 (N, H, W, C)."""
+        """sampler(labels, loops, steps, guidance, seed, batch_size, progress, precision) -> uint8 (N, H, W, C);
+        batch_size None = SAMPLE_BATCH."""
         from ..sampling.flow import sample_images
 
-        return functools.partial(sample_images, model, self.process)
+        def sample(labels, loops, steps, guidance=1.0, seed=0, batch_size=None, progress=None, precision="fp32"):
+            return sample_images(model, self.process, labels, loops, steps, guidance, seed,
+                                 batch_size or self.SAMPLE_BATCH, progress, precision)
+        return sample

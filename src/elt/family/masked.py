@@ -18,6 +18,11 @@ from ..objectives.masked import MaskedTokens
 
 
 class MaskedFamily:
+    # default sampling batch: 1,000 samples at L=4, K=12, CFG 2 take 0.70x [0.63-0.80] the time at 128 as at
+    # 500 (2-core CPU, bf16, 3 interleaved reps: 1,000 CFG rows x 49 tokens fall out of cache); samples do not
+    # depend on it
+    SAMPLE_BATCH = 128
+
     def __init__(self, cfg):
         self.cfg = cfg
         self.process = MaskedTokens(cfg.objective, cfg.model.mask_id)
@@ -88,14 +93,14 @@ class MaskedFamily:
         s, sched = self.cfg.sample, self.cfg.objective.mask_schedule
         device = next(model.parameters()).device
 
-        def sample(labels, loops, steps, guidance=1.0, seed=0, batch_size=250, progress=None, precision="fp32"):
+        def sample(labels, loops, steps, guidance=1.0, seed=0, batch_size=None, progress=None, precision="fp32"):
             settings = DecodeSettings(steps, guidance, s.temp_bias, s.temp_scale, s.choice_temperature, sched)
             try:
                 settings.validate(model.cfg.tokens)
             except ValueError as e:
                 raise ConfigError(str(e)) from None
             return sample_images(model, tokenizer.to(device) if hasattr(tokenizer, "to") else tokenizer, labels,
-                                 loops, settings, seed, batch_size, progress, precision)
+                                 loops, settings, seed, batch_size or self.SAMPLE_BATCH, progress, precision)
         return sample
 
 
