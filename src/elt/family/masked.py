@@ -92,6 +92,8 @@ class MaskedFamily:
         check_tokenizer(tokenizer, self.cfg.model)
         s, sched = self.cfg.sample, self.cfg.objective.mask_schedule
         device = next(model.parameters()).device
+        if hasattr(tokenizer, "to"):
+            tokenizer = tokenizer.to(device)
 
         def sample(labels, loops, steps, guidance=1.0, seed=0, batch_size=None, progress=None, precision="fp32"):
             settings = DecodeSettings(steps, guidance, s.temp_bias, s.temp_scale, s.choice_temperature, sched)
@@ -99,8 +101,8 @@ class MaskedFamily:
                 settings.validate(model.cfg.tokens)
             except ValueError as e:
                 raise ConfigError(str(e)) from None
-            return sample_images(model, tokenizer.to(device) if hasattr(tokenizer, "to") else tokenizer, labels,
-                                 loops, settings, seed, batch_size or self.SAMPLE_BATCH, progress, precision)
+            return sample_images(model, tokenizer, labels, loops, settings, seed, batch_size or self.SAMPLE_BATCH,
+                                 progress, precision)
         return sample
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..nn.final import FinalLayer
 from ..nn.embed import LabelEmbedder, TimestepEmbedder, sincos_2d
-from ..nn.looped import LoopedCore, check_loops
+from ..nn.looped import LoopedCore, check_core_settings, check_loops
 
 
 @dataclass
@@ -34,12 +34,7 @@ class FlowModelConfig:
         if self.image_size % self.patch != 0:
             raise ValueError(f"model.patch={self.patch} does not divide model.image_size={self.image_size}: "
                              f"pick a patch size that divides the image side (e.g. 2, 4 or 7 for 28)")
-        if self.dim % self.heads != 0:
-            raise ValueError(f"model.dim={self.dim} is not divisible by model.heads={self.heads}")
-        if self.attn_impl not in ("auto", "sdpa", "math"):
-            raise ValueError(f"model.attn_impl must be 'auto', 'sdpa' or 'math', got {self.attn_impl!r}")
-        if self.mlp_act not in ("gelu_tanh", "gelu"):
-            raise ValueError(f"model.mlp_act must be 'gelu_tanh' or 'gelu', got {self.mlp_act!r}")
+        check_core_settings(self)
         if self.pos_embed not in ("sincos", "learned"):
             raise ValueError(f"model.pos_embed must be 'sincos' or 'learned', got {self.pos_embed!r}")
         for key in ("image_size", "channels", "patch", "dim", "heads", "blocks", "num_classes"):

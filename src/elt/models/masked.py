@@ -14,7 +14,7 @@ from torch import nn
 
 from ..nn.embed import LabelEmbedder, sincos_2d
 from ..nn.final import FinalLayer
-from ..nn.looped import LoopedCore, check_loops
+from ..nn.looped import LoopedCore, check_core_settings, check_loops
 
 
 @dataclass
@@ -38,14 +38,9 @@ class MaskedModelConfig:
         for key in ("image_size", "channels", "codebook_size", "grid", "dim", "heads", "blocks", "num_classes"):
             if getattr(self, key) < 1:
                 raise ValueError(f"model.{key} must be >= 1, got {getattr(self, key)}")
-        if self.dim % self.heads != 0:
-            raise ValueError(f"model.dim={self.dim} is not divisible by model.heads={self.heads}")
+        check_core_settings(self)
         if self.dim % 4 != 0:
             raise ValueError(f"model.dim must be divisible by 4 (2-D sin-cos positions), got {self.dim}")
-        if self.attn_impl not in ("auto", "sdpa", "math"):
-            raise ValueError(f"model.attn_impl must be 'auto', 'sdpa' or 'math', got {self.attn_impl!r}")
-        if self.mlp_act not in ("gelu_tanh", "gelu"):
-            raise ValueError(f"model.mlp_act must be 'gelu_tanh' or 'gelu', got {self.mlp_act!r}")
 
     @property
     def tokens(self) -> int:

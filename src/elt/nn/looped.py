@@ -9,6 +9,16 @@ from torch import nn
 from .block import AdaLNBlock
 
 
+def check_core_settings(cfg) -> None:
+    """The settings every model config passes to LoopedCore: dim, heads, attn_impl, mlp_act (ValueError)."""
+    if cfg.dim % cfg.heads != 0:
+        raise ValueError(f"model.dim={cfg.dim} is not divisible by model.heads={cfg.heads}")
+    if cfg.attn_impl not in ("auto", "sdpa", "math"):
+        raise ValueError(f"model.attn_impl must be 'auto', 'sdpa' or 'math', got {cfg.attn_impl!r}")
+    if cfg.mlp_act not in ("gelu_tanh", "gelu"):
+        raise ValueError(f"model.mlp_act must be 'gelu_tanh' or 'gelu', got {cfg.mlp_act!r}")
+
+
 def check_loops(loops: int, exits: Sequence[int] | None = None) -> tuple[int, ...]:
     """Validate a loop count and exit list; return the sorted unique exits (default: just `loops`)."""
     if isinstance(loops, bool) or not isinstance(loops, int) or loops < 1:

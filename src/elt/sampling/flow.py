@@ -9,25 +9,12 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ..objectives.flow import Diffusion, RectifiedFlow
+from .common import guided_call, loop_schedule, to_uint8
 
 
 def guided(model, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, loops: int, cfg: float) -> torch.Tensor:
     """One prediction with classifier-free guidance: u + cfg·(c - u); cfg = 1 is plain conditional."""
-    if cfg == 1.0:
-        return model(x, t, y, loops=loops)
-    null = torch.full_like(y, model.null_label)
-    both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]), loops=loops)
-    cond, uncond = both.chunk(2)
-    return uncond + cfg * (cond - uncond)
-
-
-def _loop_schedule(loops: int | Sequence[int], steps: int) -> list[int]:
-    if isinstance(loops, int):
-        return [loops] * steps
-    loops = list(loops)
-    if len(loops) != steps:
-        raise ValueError(f"a per-step loop schedule needs {steps} entries, got {len(loops)}")
-    return loops
+    return guided_call(model, (x, t), y, loops, cfg)
 
 
 @torch.no_grad()
@@ -36,7 +23,7 @@ def euler_sample(model, process: RectifiedFlow, noise: torch.Tensor, y: torch.Te
     """Integrate dx/dt = v from t=1 (noise) to t=0 (data) in `steps` uniform Euler steps."""
     x = noise
     ts = torch.linspace(1.0, 0.0, steps + 1)
-    for i, L in enumerate(_loop_schedule(loops, steps)):
+    for i, L in enumerate(loop_schedule(loops, steps)):
         t = torch.full((x.shape[0],), float(ts[i]), device=x.device)
         v = guided(model, x, t, y, L, cfg).float()
         x = x + (ts[i + 1] - ts[i]).item() * v
@@ -53,7 +40,7 @@ def ddpm_sample(model, process: Diffusion, noise: torch.Tensor, y: torch.Tensor,
     """
     x = noise
     ts = torch.linspace(1.0, 0.0, steps + 1)
-    for i, L in enumerate(_loop_schedule(loops, steps)):
+    for i, L in enumerate(loop_schedule(loops, steps)):
         t = torch.full((x.shape[0],), float(ts[i]), device=x.device)
         x0 = guided(model, x, t, y, L, cfg).float()
         if process.cfg.clip_x0:
@@ -110,8 +97,3 @@ def _sample_batch(model, process, noise, y, loops, steps, cfg, seed, full_shape,
             return torch.randn(full_shape, generator=g_i)[sl]
         return ddpm_sample(model, process, noise, y, loops, steps, cfg, step_noise)
     return euler_sample(model, process, noise, y, loops, steps, cfg)
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) in [-1, 1] -> uint8 (B, H, W, C)."""
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()

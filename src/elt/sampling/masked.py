@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..objectives.masked import mask_ratio
-from .flow import _loop_schedule, to_uint8
+from .common import guided_call, loop_schedule, to_uint8
 
 
 @dataclass
@@ -36,13 +36,8 @@ class DecodeSettings:
 
 
 def guided_logits(model, tokens: torch.Tensor, y: torch.Tensor, loops: int, cfg: float) -> torch.Tensor:
-    """Logits (B, T, V) with classifier-free guidance u + cfg·(c − u); cfg = 1 is plain conditional."""
-    if cfg == 1.0:
-        return model(tokens, y, loops=loops).float()
-    null = torch.full_like(y, model.null_label)
-    both = model(torch.cat([tokens, tokens]), torch.cat([y, null]), loops=loops).float()
-    cond, uncond = both.chunk(2)
-    return uncond + cfg * (cond - uncond)
+    """fp32 logits (B, T, V) with classifier-free guidance u + cfg·(c − u); cfg = 1 is plain conditional."""
+    return guided_call(model, (tokens,), y, loops, cfg, upcast=True)
 
 
 def remask_counts(tokens: int, steps: int, schedule: str = "cosine") -> list[int]:
@@ -87,7 +82,7 @@ def maskgit_decode(model, y: torch.Tensor, loops: int | Sequence[int], settings:
     K = settings.steps
     tokens = torch.full((len(y), T), mask_id, dtype=torch.long, device=y.device)
     counts = remask_counts(T, K, settings.schedule)
-    for k, L in enumerate(_loop_schedule(loops, K)):
+    for k, L in enumerate(loop_schedule(loops, K)):
         unknown = tokens == mask_id  # (B, T)
         logits = guided_logits(model, tokens, y, L, settings.cfg)  # (B, T, V)
         temp = settings.temp_bias + settings.temp_scale * (1 - (k + 1) / K)
