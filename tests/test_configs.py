@@ -11,7 +11,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_config_loads(name):
     cfg = load_config(CONFIGS / name)
-    if name.startswith("mnist_flow"):
+    if name.startswith(("mnist_flow", "mnist_diffusion")):
         assert 0 < cfg.train.max_minutes <= 15
     if name.startswith("mnist_masked"):  # tokenizer + generator: at most 20 minutes together
         assert cfg.tokenizer.max_minutes > 0 and cfg.train.max_minutes > 0
@@ -20,6 +20,8 @@ def test_config_loads(name):
 
 @pytest.mark.parametrize("default,variant,mode", [("mnist_flow.yaml", "mnist_flow_vanilla.yaml", "vanilla"),
                                                   ("mnist_flow.yaml", "mnist_flow_baseline.yaml", "baseline"),
+                                                  ("mnist_diffusion.yaml", "mnist_diffusion_vanilla.yaml", "vanilla"),
+                                                  ("mnist_diffusion.yaml", "mnist_diffusion_baseline.yaml", "baseline"),
                                                   ("mnist_masked.yaml", "mnist_masked_vanilla.yaml", "vanilla"),
                                                   ("mnist_masked.yaml", "mnist_masked_baseline.yaml", "baseline")])
 def test_ablation_differs_only_in_mode(default, variant, mode):

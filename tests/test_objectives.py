@@ -59,7 +59,7 @@ def test_diffusion_schedule(shift):
     a, s = proc.alpha_sigma(lam)
     torch.testing.assert_close(a**2 + s**2, torch.ones_like(t))
     assert (a[1:] <= a[:-1]).all() and (s[1:] >= s[:-1]).all()
-    w = proc.weight(lam)
+    w = proc.weight(t)
     assert torch.isfinite(w).all() and (w > 0).all()
 
 
@@ -80,22 +80,46 @@ def test_diffusion_inputs():
     a, s = proc.alpha_sigma(lam)
     torch.testing.assert_close(x_t, a.view(-1, 1, 1, 1) * x0 + s.view(-1, 1, 1, 1) * noise)
     assert torch.equal(target, x0)
-    assert torch.isfinite(weight).all() and (weight > 0).all()
-    assert (weight <= math.exp(-1.0) * (1 + 1e-5)).all()  # bounded by e^bias
+    torch.testing.assert_close(weight, proc.weight(t))
 
 
-def test_diffusion_weight_is_sigmoid_weighted_eps_mse():
-    """w·||x0 - x̂0||² == sigmoid(b - λ)·||ε - ε̂||², with ε̂ the noise implied by x̂0."""
-    proc = Diffusion(ObjectiveConfig(kind="diffusion", sigmoid_bias=0.5))
+@pytest.mark.parametrize("bias,shift", [(0.5, 1.0), (-2.0, 0.5)])
+def test_diffusion_weight_is_kingma_gao_sigmoid_loss(bias, shift):
+    """w·||x0 - x̂0||² == ½·sigmoid(b - λ)·(−dλ/dt)·||ε - ε̂||² (Kingma & Gao 2023), ε̂ the noise implied by x̂0,
+    −dλ/dt taken by finite differences of the schedule (so a missing Jacobian factor fails)."""
+    proc = Diffusion(ObjectiveConfig(kind="diffusion", sigmoid_bias=bias, schedule_shift=shift))
     x0, noise, u = _draws(b=8)
     x_t, t, target, weight = proc.training_inputs(x0, noise, u)
     x0_hat = x0 + 0.1 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(3))
-    lam = proc.logsnr(t)
-    a, s = (v.view(-1, 1, 1, 1) for v in proc.alpha_sigma(lam))
-    eps_hat = (x_t - a * x0_hat) / s
-    lhs = weight * ((x0_hat - x0) ** 2).flatten(1).mean(1)
-    rhs = torch.sigmoid(0.5 - lam) * ((eps_hat - noise) ** 2).flatten(1).mean(1)
-    torch.testing.assert_close(lhs.double(), rhs.double(), rtol=1e-3, atol=1e-8)
+    lam = proc.logsnr(t).double()
+    a, s = (v.view(-1, 1, 1, 1) for v in proc.alpha_sigma(lam))  # float64: ε̂ loses digits at low noise in fp32
+    x0, x0_hat, noise = x0.double(), x0_hat.double(), noise.double()
+    eps_hat = (a * x0 + s * noise - a * x0_hat) / s
+    h = 1e-6
+    td = t.double()
+    t_min = math.atan(math.exp(-7.5)) * 2 / math.pi  # the schedule's λ range is [-15, 15] before the shift
+    t_max = math.atan(math.exp(7.5)) * 2 / math.pi
+
+    def lam_of(tt):  # the shifted cosine schedule written out, in float64
+        tp = t_min + tt * (t_max - t_min)
+        return -2 * torch.log(torch.tan(math.pi * tp / 2)) + 2 * math.log(shift)
+    neg_dlam_dt = -(lam_of(td + h) - lam_of(td - h)) / (2 * h)
+    lhs = weight.double() * ((x0_hat - x0) ** 2).flatten(1).mean(1)
+    rhs = 0.5 * torch.sigmoid(bias - lam) * neg_dlam_dt * ((eps_hat - noise) ** 2).flatten(1).mean(1)
+    torch.testing.assert_close(lhs, rhs, rtol=2e-3, atol=1e-8)
+
+
+def test_diffusion_loss_is_uniform_in_logsnr():
+    """With t ~ U(0, 1) the expected ε-space weight equals ½·∫ sigmoid(b − λ) dλ over the schedule's λ range:
+    the Jacobian turns the time average into an integral over λ (without it the mean is ≈ 0.5·E[sigmoid])."""
+    bias = -1.0
+    proc = Diffusion(ObjectiveConfig(kind="diffusion", sigmoid_bias=bias))
+    t = (torch.arange(200_000, dtype=torch.float64) + 0.5) / 200_000  # midpoint rule on (0, 1)
+    lam = proc.logsnr(t).double()
+    eps_weight = proc.weight(t).double() * torch.exp(-lam)  # weight on ||ε - ε̂||²
+    softplus = torch.nn.functional.softplus
+    exact = 0.5 * float(softplus(torch.tensor(bias + 15.0)) - softplus(torch.tensor(bias - 15.0)))
+    assert float(eps_weight.mean()) == pytest.approx(exact, rel=1e-3)
 
 
 def test_objective_config_errors():

@@ -16,8 +16,12 @@ class ObjectiveConfig:
     kind: str = "rectified_flow"  # "rectified_flow" (v target) or "diffusion" (x0 target, DDPM)
     t_mean: float = 0.0  # logit-normal t for rectified flow: t = sigmoid(N(t_mean, t_std))
     t_std: float = 1.0
-    schedule_shift: float = 1.0  # diffusion: shifted cosine, logSNR(t) = -2 log tan(pi t / 2) + 2 log(shift)
-    sigmoid_bias: float = 0.0  # diffusion: weight sigmoid(bias - logSNR) on the eps-equivalent MSE
+    # diffusion: shifted cosine, logSNR(t) = -2 log tan(pi t / 2) + 2 log(shift). 1 = the plain cosine schedule
+    # (simple diffusion's reference resolution 64); its rule for d×d inputs is shift = 64/d (noisier for large d)
+    schedule_shift: float = 1.0
+    # diffusion: Kingma & Gao's sigmoid weighting w(λ) = sigmoid(bias - λ) on the ε-loss. 0 centres the turn-over
+    # at SNR = 1: noisier levels get full weight, cleaner ones decay as e^(bias - λ)
+    sigmoid_bias: float = 0.0
     clip_x0: bool = True  # diffusion sampler: clip predicted x0 to [-1, 1]
 
     def validate(self) -> None:
@@ -67,8 +71,7 @@ class Diffusion(_Process):
         self.cfg = cfg
 
     def logsnr(self, t: torch.Tensor) -> torch.Tensor:
-        t_min = math.atan(math.exp(-0.5 * self.LOGSNR_MAX)) * 2 / math.pi
-        t_max = math.atan(math.exp(-0.5 * self.LOGSNR_MIN)) * 2 / math.pi
+        t_min, t_max = self._t_range()
         t = t_min + t.float() * (t_max - t_min)
         return -2 * torch.log(torch.tan(math.pi * t / 2)) + 2 * math.log(self.cfg.schedule_shift)
 
@@ -76,9 +79,22 @@ class Diffusion(_Process):
     def alpha_sigma(logsnr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.sigmoid(logsnr).sqrt(), torch.sigmoid(-logsnr).sqrt()
 
-    def weight(self, logsnr: torch.Tensor) -> torch.Tensor:
-        # sigmoid(b - λ) on ||ε - ε̂||² equals sigmoid(b - λ)·e^λ on ||x0 - x̂0||²  (bounded by e^b)
-        return torch.sigmoid(self.cfg.sigmoid_bias - logsnr) * logsnr.exp()
+    def _t_range(self) -> tuple[float, float]:
+        """The t interval of the truncated cosine schedule whose logSNR spans [LOGSNR_MIN, LOGSNR_MAX]."""
+        return (math.atan(math.exp(-0.5 * self.LOGSNR_MAX)) * 2 / math.pi,
+                math.atan(math.exp(-0.5 * self.LOGSNR_MIN)) * 2 / math.pi)
+
+    def neg_dlogsnr_dt(self, t: torch.Tensor) -> torch.Tensor:
+        """−dλ/dt of the schedule above: 2π·(t_max − t_min) / sin(π t'), t' = t_min + t·(t_max − t_min)."""
+        t_min, t_max = self._t_range()
+        return 2 * math.pi * (t_max - t_min) / torch.sin(math.pi * (t_min + t.float() * (t_max - t_min)))
+
+    def weight(self, t: torch.Tensor) -> torch.Tensor:
+        """Per-sample weight on the x0-MSE so that, with t ~ U(0, 1), the loss is Kingma & Gao's (2023)
+        L = ½·E_t[w(λ_t)·(−dλ/dt)·‖ε − ε̂‖²] with the sigmoid weighting w(λ) = sigmoid(bias − λ).
+        ‖ε − ε̂‖² = e^λ·‖x0 − x̂0‖² for the ε̂ implied by x̂0, hence ½·sigmoid(b − λ)·e^λ·(−dλ/dt)."""
+        lam = self.logsnr(t)
+        return 0.5 * torch.sigmoid(self.cfg.sigmoid_bias - lam) * lam.exp() * self.neg_dlogsnr_dt(t)
 
     def training_inputs(self, x0: torch.Tensor, noise: torch.Tensor, u: torch.Tensor):
         """u: (B,) standard normal draws, mapped to t ~ U(0, 1) -> (x_t, t, target, weight)."""
@@ -86,7 +102,7 @@ class Diffusion(_Process):
         lam = self.logsnr(t)
         a, s = self.alpha_sigma(lam)
         x_t = a.view(-1, 1, 1, 1) * x0 + s.view(-1, 1, 1, 1) * noise
-        return x_t, t, x0, self.weight(lam)
+        return x_t, t, x0, self.weight(t)
 
 
 def build_objective(cfg: ObjectiveConfig) -> RectifiedFlow | Diffusion:
