@@ -1,26 +1,49 @@
-"""Print a markdown table of class-consistency per loop count from one or more `anytime.json` files.
+"""Print markdown tables from one or more `anytime.json` files (written by `elt anytime --eval`).
 
-    python benchmarks/anytime_table.py runs/*/anytime/anytime.json
+    python benchmarks/anytime_table.py DIR/anytime.json [DIR2/anytime.json ...]
+
+One row per (run, loops, steps) with GFLOPs per sample and every metric the sweep recorded, then the
+real-vs-real floors and the protocol of the first run.
 """
 from __future__ import annotations
 
 import json
 import sys
 
+COLUMNS = [("class_consistency", "class-cons.", lambda v: f"{100 * v:.1f}%"),
+           ("fd_classifier", "FD-classifier", lambda v: f"{v:.1f}"),
+           ("fid", "FID", lambda v: f"{v:.1f}"),
+           ("inception_score", "IS", lambda v: f"{v:.2f}"),
+           ("inception_precision", "P (Incep.)", lambda v: f"{v:.2f}"),
+           ("inception_recall", "R (Incep.)", lambda v: f"{v:.2f}"),
+           ("classifier_precision", "P (cls)", lambda v: f"{v:.2f}"),
+           ("classifier_recall", "R (cls)", lambda v: f"{v:.2f}")]
 
-def main(paths: list[str]) -> None:
-    reports = [json.load(open(p)) for p in paths]
-    loops = sorted({r["loops"] for rep in reports for r in rep["results"]})
-    print("| run (mode, trained L) | " + " | ".join(f"L={L}" for L in loops) + " |")
-    print("|---|" + "---|" * len(loops))
-    for rep in reports:
-        acc = {r["loops"]: r["class_consistency"] for r in rep["results"]}
-        cells = [f"{100 * acc[L]:.1f}%" if L in acc else "–" for L in loops]
-        print(f"| {rep['mode']} (L_max={rep['trained_loops']}) | " + " | ".join(cells) + " |")
-    rep = reports[0]
-    print(f"\nprotocol: {rep['samples_per_loop']} samples per loop count ({rep['samples_per_loop'] // 10} per class), "
-          f"{rep['steps']} Euler steps, CFG {rep['cfg']}, seed {rep['seed']}, digit-classifier {rep['classifier']}")
+
+def table(paths: list[str]) -> str:
+    runs = []
+    for p in paths:
+        with open(p) as f:
+            runs += json.load(f)["runs"]
+    if not runs:
+        raise SystemExit("no runs in " + ", ".join(paths))
+    rows = [(run, r) for run in runs for r in run["results"]]
+    cols = [c for c in COLUMNS if any(c[0] in r for _, r in rows)]
+    lines = ["| run | L | steps | GFLOPs/sample | " + " | ".join(c[1] for c in cols) + " |",
+             "|---|---|---|---|" + "---|" * len(cols)]
+    for run, r in rows:
+        mark = " (L_max)" if r["loops"] == run["trained_loops"] else ""
+        cells = [fmt(r[key]) if r.get(key) is not None else "–" for key, _, fmt in cols]
+        lines.append(f"| {run['name']} | {r['loops']}{mark} | {r['steps']} | {r['gflops_per_sample']:.2f} | "
+                     + " | ".join(cells) + " |")
+    first = rows[0][1]
+    floors = {k[:-len("_real_floor")]: v for k, v in first.items() if k.endswith("_real_floor")}
+    if floors:
+        lines.append("\nreal-vs-real floors: " + ", ".join(f"{k} {v:.2f}" for k, v in floors.items()))
+    run = runs[0]
+    lines.append(f"protocol: {run['samples_per_point']} samples per point, CFG {run['cfg']}, seed {run['seed']}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    print(table(sys.argv[1:]))

@@ -156,7 +156,12 @@ def cmd_anytime(args) -> None:
             continue
         model, cfg, sampler = _load(run_dir)
         L_max = cfg.train_loops
-        last = _at_least_1("--max-loops", L_max + 2 if args.max_loops is None else args.max_loops)
+        # a baseline (N·L unique blocks) has one trained depth: looping its whole stack is no trained model
+        default_last = 1 if cfg.train.mode == "baseline" else L_max + 2
+        last = _at_least_1("--max-loops", default_last if args.max_loops is None else args.max_loops)
+        if cfg.train.mode == "baseline" and last > 1:
+            print(f"note: {run_dir} is a baseline run; loops > 1 repeat its whole {cfg.model_blocks}-block stack, "
+                  "a depth it was never trained at")
         loop_counts = list(range(1, last + 1))
         steps, guidance = _sampling_settings(args, cfg)
         name = run_name(run_dir, cfg.train.mode)
@@ -287,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "class; with --eval: quality at every loop count -> anytime.json + a plot overlaying runs")
     sampling_args(a, many=True)
     a.add_argument("--out", required=True, help="output folder")
-    a.add_argument("--max-loops", type=int, default=None, help="last loop count (default L_max + 2)")
+    a.add_argument("--max-loops", type=int, default=None,
+                   help="last loop count (default L_max + 2; 1 for a baseline run, its only trained depth)")
     a.add_argument("--eval", action="store_true", help="score every loop count (FID, FD-classifier, "
                    "precision/recall, class-consistency, IS); RUNS may include earlier anytime.json files")
     a.add_argument("--steps-list", type=int, nargs="+", help="with --eval: also sweep these sampling steps")

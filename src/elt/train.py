@@ -220,6 +220,13 @@ class Trainer:
         if stop_reason != "interrupted":
             self.sample_grid()
         summary = {"step": self.step, "stop": stop_reason, "elapsed_min": self.elapsed / 60, **last}
+        if t.mode == "ilsd":  # the λ of the last step trained: 0 once the curriculum is complete
+            summary["lambda_end"] = ilsd_lambda(max(0, self.step - 1), t.steps, t.lambda_decay)
+            if stop_reason == "max_minutes" and summary["lambda_end"] > 0 and main:
+                tqdm.write(f"warning: stopped by train.max_minutes={t.max_minutes:g} at step {self.step} of "
+                           f"{t.steps}: the ILSD curriculum ended at λ = {summary['lambda_end']:.3f}, not 0, so "
+                           f"the student never learned from distillation alone. Raise train.max_minutes, lower "
+                           f"train.steps, or set train.lambda_decay <= {self.step / t.steps:.2f}", file=sys.stderr)
         if main:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         if stop_reason == "interrupted":

@@ -1,8 +1,10 @@
 """ELT-MaskGIT: token + position embedding -> LoopedCore(N blocks × L loops) -> adaLN logits head.
 
-Class conditioning is adaLN (as in the flow family): the label embedding modulates every block, so both
-families share one `LoopedCore`; the null label (index `num_classes`) is the unconditional input for
-classifier-free guidance. Token index `codebook_size` is [MASK].
+Class conditioning (`model.conditioning`): "adaln" (default, as in the flow family) lets the label embedding
+modulate every block; "token" is MaskGIT's BERT-style class token, prepended to the sequence, with the blocks
+then modulated by a constant (their adaLN biases become learned LayerNorm affines and LayerScale-like gates),
+so both choices run on the same `LoopedCore`. The null label (index `num_classes`) is the unconditional input
+for classifier-free guidance either way. Token index `codebook_size` is [MASK].
 """
 from __future__ import annotations
 
@@ -33,12 +35,15 @@ class MaskedModelConfig:
     qk_norm: bool = False
     attn_impl: str = "auto"  # "auto" | "sdpa" | "math" (see elt.nn.attention)
     mlp_act: str = "gelu_tanh"  # "gelu_tanh" | "gelu"
+    conditioning: str = "adaln"  # "adaln" (label modulates every block) | "token" (MaskGIT's class token)
 
     def validate(self) -> None:
         for key in ("image_size", "channels", "codebook_size", "grid", "dim", "heads", "blocks", "num_classes"):
             if getattr(self, key) < 1:
                 raise ValueError(f"model.{key} must be >= 1, got {getattr(self, key)}")
         check_core_settings(self)
+        if self.conditioning not in ("adaln", "token"):
+            raise ValueError(f"model.conditioning must be 'adaln' or 'token', got {self.conditioning!r}")
         if self.dim % 4 != 0:
             raise ValueError(f"model.dim must be divisible by 4 (2-D sin-cos positions), got {self.dim}")
 
@@ -95,6 +100,11 @@ class MaskedTransformer(nn.Module):
         want = check_loops(loops, exits)
         h = self.tok_embed(tokens) + self.pos  # (B, T, D)
         c = self.y_embed(y)  # (B, D)
+        if cfg.conditioning == "token":  # class token first; blocks and head see a constant condition
+            h = torch.cat([c[:, None], h], 1)  # (B, 1 + T, D)
+            c = torch.zeros_like(c)
         states = self.core(h, c, loops, want)
+        if cfg.conditioning == "token":
+            states = [s[:, 1:] for s in states]  # drop the class token: (B, T, D)
         outs = [self.head(s, c) for s in states]  # each (B, T, V)
         return outs if exits is not None else outs[0]
