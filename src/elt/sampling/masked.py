@@ -75,8 +75,10 @@ class NoiseSource:
 
 @torch.no_grad()
 def maskgit_decode(model, y: torch.Tensor, loops: int | Sequence[int], settings: DecodeSettings,
-                   noise: NoiseSource) -> torch.Tensor:
-    """Decode one batch: y (B,) labels -> tokens (B, T) int64 in [0, V). `noise` gives the random draws."""
+                   noise: NoiseSource, trace: list | None = None) -> torch.Tensor:
+    """Decode one batch: y (B,) labels -> tokens (B, T) int64 in [0, V). `noise` gives the random draws.
+    `trace`, if given, receives one dict per step (step, loops, temperature, choice_scale, masked_after);
+    it only observes: the tokens are the same with or without it."""
     T, mask_id = model.cfg.tokens, model.mask_id
     settings.validate(T)
     K = settings.steps
@@ -89,10 +91,13 @@ def maskgit_decode(model, y: torch.Tensor, loops: int | Sequence[int], settings:
         g_tok, u_choice = noise.draw(k)  # (B, T, V) uniforms, (B, T) uniforms
         sampled = (logits / temp + _gumbel(g_tok.to(logits.device))).argmax(-1)  # Gumbel-max = categorical
         sampled = torch.where(unknown, sampled, tokens)
+        anneal = settings.choice_temperature * (1 - (k + 1) / K)
+        if trace is not None:
+            trace.append({"step": k, "loops": L, "temperature": temp, "choice_scale": anneal,
+                          "masked_after": counts[k]})
         if counts[k] == 0:
             return sampled
         log_p = logits.log_softmax(-1).gather(-1, sampled[..., None])[..., 0]  # (B, T)
-        anneal = settings.choice_temperature * (1 - (k + 1) / K)
         confidence = log_p + anneal * _gumbel(u_choice.to(logits.device))
         confidence = confidence.masked_fill(~unknown, float("inf"))  # decided tokens are never re-masked
         remask = confidence.topk(counts[k], dim=1, largest=False).indices  # (B, n) least confident
