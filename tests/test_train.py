@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from elt.checkpoint import CheckpointError, find_checkpoint, load_train_state
 from elt.config import ConfigError
 from elt.distributed import DistInfo
+from elt.objectives.ilsd import draw_student_loops, ilsd_lambda
 from elt.train import Trainer, TrainingError, batch_indices, learning_rate, train
 
 from conftest import interrupt_at
@@ -52,8 +53,11 @@ def test_training_run_writes_run_folder(make_config, tiny_dataset, tmp_path):
         assert (run / "checkpoints" / "step_0000006" / name).is_file()
     logs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logs] == [2, 4, 6]
-    for r in logs:
-        assert r["loss"] > 0 and 1 <= r["student_loops"] < 3 and 0 <= r["lambda"] <= 1
+    for r in logs:  # a line after step s logs the draws of step s - 1
+        assert r["loss"] > 0 and r["student_loops"] == draw_student_loops(cfg.train.seed, r["step"] - 1, 1, 3)
+        assert r["lambda"] == pytest.approx(ilsd_lambda(r["step"] - 1, 6))
+        assert r["loss"] == pytest.approx(r["gt_teacher"] + r["lambda"] * r["gt_student"]
+                                          + (1 - r["lambda"]) * r["distill"], rel=1e-5)
     pngs = list((run / "samples").glob("*.png"))
     assert [p.name for p in pngs] == ["step_0000006.png"]
     with Image.open(pngs[0]) as im:
@@ -83,7 +87,7 @@ def test_ilsd_step_uses_exits_student_and_teacher(make_config, tiny_dataset, tmp
     t = Trainer(make_config("train.loops=3", "train.steps=10"), tmp_path / "r", progress=False)
     t.model.core.block_calls = 0
     res = t.train_step(4)
-    assert 1 <= res.student_loops < 3
+    assert res.student_loops == draw_student_loops(0, 4, 1, 3)
     assert res.lam == pytest.approx(1 - 4 / 10)
     assert t.model.core.block_calls == 2 * 3  # one pass to L_max serves both exits
     assert set(res.parts) == {"gt_teacher", "gt_student", "distill"}
@@ -242,8 +246,6 @@ def test_trainer_rejects_mismatched_data(make_config, tiny_dataset, tmp_path, mo
 
 
 def test_student_loops_and_lambda_identical_on_every_rank(make_config, tiny_dataset, tmp_path):
-    from elt.objectives.ilsd import draw_student_loops, ilsd_lambda
-
     cfg = make_config("train.loops=4", "train.steps=10", "train.seed=3")
     seen = []
     for rank, world in ((0, 1), (0, 2), (1, 2)):
