@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,19 @@ class Config:
         for key in ("steps", "batch_size", "log_every", "ckpt_every", "keep_checkpoints"):
             if getattr(t, key) < 1:
                 raise ConfigError(f"train.{key} must be >= 1, got {getattr(t, key)}")
-        if t.lr <= 0:
-            raise ConfigError(f"train.lr must be > 0, got {t.lr}")
+        for key in ("warmup_steps", "sample_every", "max_minutes", "weight_decay", "grad_clip", "lambda_decay"):
+            value = getattr(t, key)
+            if not value >= 0 or value == float("inf"):
+                raise ConfigError(f"train.{key} must be a finite number >= 0, got {value}"
+                                  + (" (0 disables it)" if key in ("max_minutes", "grad_clip", "sample_every")
+                                     else ""))
+        if not t.lr > 0 or t.lr == float("inf"):
+            raise ConfigError(f"train.lr must be a finite number > 0, got {t.lr}")
+        if not 0 <= t.min_lr_ratio <= 1:
+            raise ConfigError(f"train.min_lr_ratio must be in [0, 1] (the final learning rate is lr·min_lr_ratio),"
+                              f" got {t.min_lr_ratio}")
+        if not all(0 <= b < 1 for b in t.betas):
+            raise ConfigError(f"train.betas must be two numbers in [0, 1) (AdamW's β1, β2), got {list(t.betas)}")
         if not 0 <= t.ema_decay < 1:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
         if not 0 <= t.label_dropout < 1:
@@ -120,10 +132,17 @@ class Config:
             raise ConfigError(f"train.precision must be 'bf16' or 'fp32' (fp16 is not supported), got {t.precision!r}")
         if t.lr_schedule not in ("cosine", "constant"):
             raise ConfigError(f"train.lr_schedule must be 'cosine' or 'constant', got {t.lr_schedule!r}")
+        d = self.data
+        if d.image_size is not None and d.image_size < 1:
+            raise ConfigError(f"data.image_size must be >= 1 (or left out for the native size), got {d.image_size}")
+        if d.channels not in (None, 1, 3):
+            raise ConfigError(f"data.channels must be 1 (grey) or 3 (RGB), got {d.channels}")
         if t.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"train.device must be 'auto', 'cpu' or 'cuda', got {t.device!r}")
         if self.sample.steps < 1:
             raise ConfigError(f"sample.steps must be >= 1, got {self.sample.steps}")
+        if not math.isfinite(self.sample.cfg):
+            raise ConfigError(f"sample.cfg must be a finite guidance scale (1 = no guidance), got {self.sample.cfg}")
         try:
             self.model.validate()
             self.objective.validate()
@@ -185,6 +204,10 @@ def _build(cls, values: Any, where: str, sections: dict | None = None):
 
 def _coerce(val: Any, f: dataclasses.Field, path: str):
     default = f.default if f.default is not dataclasses.MISSING else None
+    if default is None and isinstance(f.type, str) and f.type.endswith("| None"):
+        if val is None:
+            return None
+        default = {"int": 0, "float": 0.0, "str": ""}.get(f.type.split("|")[0].strip())  # check as that type
     if isinstance(default, bool):
         if not isinstance(val, bool):
             raise ConfigError(f"{path} must be true or false, got {val!r}")
@@ -225,12 +248,15 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: '{part}' is not a section")
-        node[parts[-1]] = yaml.safe_load(text)
+        node[parts[-1]] = parse_yaml(text, f"the value of override {item!r}")
     return raw
 
 
 def config_from_dict(raw: dict) -> Config:
-    family = raw.get("family", "flow") if isinstance(raw, dict) else "flow"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a config must be a mapping of sections (family:, model:, train: ...), got "
+                          f"{type(raw).__name__}")
+    family = raw.get("family", "flow")
     if family not in FAMILY_SECTIONS:
         raise ConfigError(f"family must be one of {FAMILIES}, got {family!r}")
     return _build(Config, raw, "", FAMILY_SECTIONS[family]).validate()
@@ -243,8 +269,25 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist: pass a YAML file such as configs/mnist_flow.yaml")
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = parse_yaml(path.read_text(), f"config file {path}")
+        if raw is None:
+            raise ConfigError(f"config file {path} is empty: start from a shipped config such as "
+                              f"configs/mnist_flow.yaml")
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path} must be a mapping of sections (family:, model:, train: ...), "
+                              f"got a {type(raw).__name__}")
     return config_from_dict(apply_overrides(raw, list(overrides or [])))
+
+
+def parse_yaml(text: str, what: str, error: type[Exception] = ConfigError) -> Any:
+    """yaml.safe_load with a one-line error naming `what` and the line at fault."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise error(f"{what} is not valid YAML{where}: {problem}; fix the YAML syntax") from None
 
 
 def dump_config(cfg: Config) -> str:

@@ -27,7 +27,9 @@ def setup(device_pref: str = "auto") -> DistInfo:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = device_pref == "cuda" or (device_pref == "auto" and torch.cuda.is_available())
     if device_pref == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda but no CUDA device is visible: use train.device=cpu or auto")
+        from .config import ConfigError
+
+        raise ConfigError("train.device=cuda but no CUDA device is visible: use train.device=cpu or auto")
     device = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)

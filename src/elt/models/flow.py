@@ -31,15 +31,15 @@ class FlowModelConfig:
     mlp_act: str = "gelu_tanh"  # "gelu_tanh" (DiT) | "gelu" (exact; faster in bf16 on CPU, see elt.nn.block)
 
     def validate(self) -> None:
+        for key in ("image_size", "channels", "patch", "dim", "heads", "blocks", "num_classes"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"model.{key} must be >= 1, got {getattr(self, key)}")
         if self.image_size % self.patch != 0:
             raise ValueError(f"model.patch={self.patch} does not divide model.image_size={self.image_size}: "
                              f"pick a patch size that divides the image side (e.g. 2, 4 or 7 for 28)")
         check_core_settings(self)
         if self.pos_embed not in ("sincos", "learned"):
             raise ValueError(f"model.pos_embed must be 'sincos' or 'learned', got {self.pos_embed!r}")
-        for key in ("image_size", "channels", "patch", "dim", "heads", "blocks", "num_classes"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"model.{key} must be >= 1, got {getattr(self, key)}")
 
     @property
     def grid(self) -> int:

@@ -10,7 +10,14 @@ from .block import AdaLNBlock
 
 
 def check_core_settings(cfg) -> None:
-    """The settings every model config passes to LoopedCore: dim, heads, attn_impl, mlp_act (ValueError)."""
+    """The settings every model config passes to LoopedCore: dim, heads, mlp_ratio, attn_impl, mlp_act
+    (ValueError)."""
+    for key in ("dim", "heads", "blocks"):
+        if getattr(cfg, key) < 1:
+            raise ValueError(f"model.{key} must be >= 1, got {getattr(cfg, key)}")
+    if not cfg.mlp_ratio > 0 or cfg.mlp_ratio == float("inf"):
+        raise ValueError(f"model.mlp_ratio must be a finite number > 0 (the MLP width is dim·mlp_ratio), "
+                         f"got {cfg.mlp_ratio}")
     if cfg.dim % cfg.heads != 0:
         raise ValueError(f"model.dim={cfg.dim} is not divisible by model.heads={cfg.heads}")
     if cfg.attn_impl not in ("auto", "sdpa", "math"):
