@@ -147,9 +147,13 @@ def test_resume_with_other_architecture_errors(make_config, tiny_dataset, tmp_pa
 def test_resume_with_longer_schedule_continues(make_config, tiny_dataset, tmp_path):
     run = tmp_path / "run"
     train(make_config("train.steps=2"), run, progress=False)
-    summary = train(make_config("train.steps=4"), run, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match=r"config differs \(train.steps 2 -> 4\).*--allow-changes"):
+        train(make_config("train.steps=4"), run, resume=True, progress=False)
+    summary = train(make_config("train.steps=4"), run, resume=True, progress=False, allow_changes=True)
     assert summary["step"] == 4
     assert _state(run)[0]["step"] == 4
+    events = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if "event" in line]
+    assert events == [{"event": "resume_with_changes", "step": 2, "changed": {"train.steps": [2, 4]}}]
 
 
 # ---- non-finite losses ---------------------------------------------------------------------------------------

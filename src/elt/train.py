@@ -10,6 +10,7 @@ import contextlib
 import functools
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -22,8 +23,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from . import distributed
+from .atomic import write_text_atomic
 from .checkpoint import (CheckpointError, find_checkpoint, load_config_from, load_ema_weights, load_train_state,
-                         load_weights, save_checkpoint)
+                         load_weights, remove_stale_temporaries, save_checkpoint)
 from .config import Config, ConfigError
 from .data import load_dataset
 from .ema import EMA
@@ -99,7 +101,8 @@ class StepResult:
 class Trainer:
     """Owns the model, EMA, optimizer and data; `fit()` trains to `train.steps` or `train.max_minutes`."""
 
-    def __init__(self, cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True):
+    def __init__(self, cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True,
+                 allow_changes: bool = False):
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
         self.dist = distributed.setup(cfg.train.device)
         t = cfg.train
@@ -116,6 +119,14 @@ class Trainer:
         if self.data.num_classes != cfg.model.num_classes:
             raise ConfigError(f"data {cfg.data.name!r} has {self.data.num_classes} classes but "
                               f"model.num_classes={cfg.model.num_classes}: make them equal")
+        if resume and not self.run_dir.is_dir():
+            raise CheckpointError(f"cannot resume: {self.run_dir} does not exist: pass the --out folder of an "
+                                  f"earlier `elt train`")
+        self._lock = RunLock(self.run_dir) if self.dist.is_main else None  # one trainer per run folder
+        if self._lock is not None:
+            for stale in remove_stale_temporaries(self.run_dir):
+                tqdm.write(f"elt: warning: removed {stale}, left by a checkpoint save that was killed",
+                           file=sys.stderr)
         self.family = build_family(cfg)
         self.family.prepare(self.data, self.run_dir, self.dist, self.progress)  # masked: tokenizer + token cache
         torch.manual_seed(t.seed)  # initial weights depend on the seed only
@@ -124,15 +135,13 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
         self.step, self.elapsed = 0, 0.0
         if resume:
-            self._resume()
+            self._resume(allow_changes)
         self.net = self.model
         if self.dist.world > 1:
             self.net = DDP(self.model, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None)
         if t.compile:
             self.net = torch.compile(self.net)
         self.log_path = self.run_dir / "log.jsonl"
-        if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
 
     # ---- one step ----------------------------------------------------------------------------------------
     def _batch(self, step: int) -> dict:
@@ -168,12 +177,32 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip if t.grad_clip > 0 else float("inf"))
+        if not torch.isfinite(gn):
+            raise TrainingError(f"the gradient became {gn.item()} at step {step} (the weights were not updated): "
+                                f"lower train.lr or try train.precision=fp32; the last good checkpoint is kept")
+        before = _norm(list(self.model.parameters()))
         self.opt.step()
+        self._check_weights(step, before)
         self.ema.update(self.model, step)
         return StepResult(loss.item(), {k: v.item() for k, v in parts.items()}, l_int, lam, float(gn))
 
+    def _check_weights(self, step: int, before: float) -> None:
+        """A step that makes the weights non-finite or more than doubles their norm is an explosion, whatever
+        the loss says: stop before it can reach a checkpoint (two fused norms per step)."""
+        norm = _norm(list(self.model.parameters()))
+        if not math.isfinite(norm) or norm > 2 * before + 1.0:
+            raise TrainingError(f"step {step} made the weights explode (norm {before:.3g} -> {norm:.3g}): lower "
+                                f"train.lr (now {learning_rate(step, self.cfg):.3g}) or keep train.grad_clip > 0; "
+                                f"the last good checkpoint is kept")
+
     # ---- loop --------------------------------------------------------------------------------------------
     def fit(self) -> dict:
+        try:
+            return self._fit()
+        finally:
+            self.close()
+
+    def _fit(self) -> dict:
         t = self.cfg.train
         main = self.dist.is_main
         stop_reason = "steps"
@@ -219,7 +248,8 @@ class Trainer:
         self.save()
         if stop_reason != "interrupted":
             self.sample_grid()
-        summary = {"step": self.step, "stop": stop_reason, "elapsed_min": self.elapsed / 60, **last}
+        summary = {**last, "logged_step": last.get("step"), "step": self.step, "stop": stop_reason,
+                   "elapsed_min": self.elapsed / 60}
         if t.mode == "ilsd":  # the λ of the last step trained: 0 once the curriculum is complete
             summary["lambda_end"] = ilsd_lambda(max(0, self.step - 1), t.steps, t.lambda_decay)
             if stop_reason == "max_minutes" and summary["lambda_end"] > 0 and main:
@@ -233,6 +263,11 @@ class Trainer:
             raise KeyboardInterrupt
         return summary
 
+    def close(self) -> None:
+        """Release the run folder for another trainer (also done when the object is collected)."""
+        if self._lock is not None:
+            self._lock.release()
+
     # ---- checkpoints and samples ---------------------------------------------------------------------------
     def save(self) -> None:
         if self.dist.is_main:
@@ -242,9 +277,9 @@ class Trainer:
                             keep=self.cfg.train.keep_checkpoints)
         distributed.barrier()
 
-    def _resume(self) -> None:
+    def _resume(self, allow_changes: bool) -> None:
         try:
-            ckpt = find_checkpoint(self.run_dir)
+            ckpt = find_checkpoint(self.run_dir, need_state=True)
         except CheckpointError as e:
             raise CheckpointError(f"cannot resume: {e}") from None
         saved = load_config_from(ckpt)
@@ -254,11 +289,24 @@ class Trainer:
             raise CheckpointError(f"cannot resume {ckpt}: it was trained with another architecture, objective, "
                                   f"mode, loop count or seed; "
                                   f"resume with the config saved in {ckpt / 'config.yaml'} or use a new --out folder")
+        changed = config_changes(saved, self.cfg)
+        if changed and not allow_changes:
+            listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+            raise CheckpointError(f"cannot resume {ckpt} exactly: the config differs ({listed}); resume with the "
+                                  f"saved config, or pass --allow-changes to continue with the new values")
         state = load_train_state(ckpt)
         load_weights(self.model, state["model"], str(ckpt))
         load_weights(self.ema.model, load_ema_weights(ckpt), str(ckpt))
         self.opt.load_state_dict(state["optimizer"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        if self.dist.is_main:
+            _truncate_log(self.run_dir / "log.jsonl", self.step)  # rows after the checkpoint are trained again
+            if changed:
+                with open(self.run_dir / "log.jsonl", "a") as f:
+                    f.write(json.dumps({"event": "resume_with_changes", "step": self.step,
+                                        "changed": {k: list(v) for k, v in changed.items()}}) + "\n")
+                tqdm.write(f"elt: warning: resuming at step {self.step} with changed settings: "
+                           + ", ".join(changed), file=sys.stderr)
 
     def sample_grid(self, per_class: int = 8, steps: int | None = None) -> Path | None:
         """EMA samples at L_max: one row per class -> RUN_DIR/samples/step_XXXXXXX.png."""
@@ -273,9 +321,77 @@ class Trainer:
         return save_png(make_grid(imgs, k, per_class), path, scale=2)
 
 
-def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
-    trainer = Trainer(cfg, run_dir, resume=resume, progress=progress)
+# settings a resumed run may change without breaking exact continuation (bookkeeping, budget, placement)
+FREE_TO_CHANGE = {"train.max_minutes", "train.log_every", "train.ckpt_every", "train.sample_every",
+                  "train.keep_checkpoints", "train.device", "train.compile"}
+
+
+def config_changes(saved: Config, new: Config) -> dict[str, tuple]:
+    """{"section.key": (saved, new)} for every setting that differs and would change the continuation.
+    The tokenizer section is ignored: a run uses its own copy of the tokenizer."""
+    a, b = saved.to_dict(), new.to_dict()
+    out = {}
+    for section in ("data", "train", "sample"):
+        for key in set(a.get(section, {})) | set(b.get(section, {})):
+            va, vb = a.get(section, {}).get(key), b.get(section, {}).get(key)
+            if va != vb and f"{section}.{key}" not in FREE_TO_CHANGE:
+                out[f"{section}.{key}"] = (va, vb)
+    return dict(sorted(out.items()))
+
+
+def _norm(params: list[torch.Tensor]) -> float:
+    """L2 norm of all parameters together (one host sync)."""
+    return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(params))))
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log rows past `step` (written after the checkpoint that a resumed run continues from)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a row cut short by a kill
+        if row.get("step", 0) <= step:
+            keep.append(line)
+    write_text_atomic(path, "".join(line + "\n" for line in keep))
+
+
+class RunLock:
+    """An exclusive lock on RUN_DIR/.lock for the life of a trainer: a second training into the same
+    folder stops with a message instead of overwriting the first one's checkpoints."""
+
+    def __init__(self, run_dir: Path):
+        import fcntl
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = run_dir / ".lock"
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            owner = self.file.read().strip() or "another process"
+            self.file.close()
+            raise CheckpointError(f"{run_dir} is being trained by {owner}: wait for it to finish, or choose "
+                                  f"another --out folder") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"process {os.getpid()}")
+        self.file.flush()
+
+    def release(self) -> None:
+        if not self.file.closed:
+            self.file.close()  # closing drops the flock
+
+
+def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True,
+          allow_changes: bool = False) -> dict:
+    trainer = Trainer(cfg, run_dir, resume=resume, progress=progress, allow_changes=allow_changes)
     try:
         return trainer.fit()
     finally:
+        trainer.close()
         distributed.teardown()
