@@ -50,3 +50,51 @@ def sweep(model, sample: Callable[[torch.Tensor, int, int], torch.Tensor], evalu
 
 def run_name(run_dir: str | Path, mode: str) -> str:
     return f"{mode} ({Path(run_dir).name})" if Path(run_dir).name != mode else mode
+
+
+def read_table(path: str | Path) -> list[dict]:
+    """The runs of an earlier anytime.json, checked so that a bad file is one DataError naming what is wrong."""
+    import json
+
+    from .data import DataError
+    from .plots import METRICS
+
+    path = Path(path)
+    redo = "pass an anytime.json written by `elt anytime RUN_DIR --eval --out DIR`"
+    if not path.is_file():
+        raise DataError(f"{path} {'is a folder' if path.is_dir() else 'does not exist'}: {redo}")
+    try:
+        table = json.loads(path.read_text())
+    except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DataError(f"{path} is not valid JSON ({' '.join(str(e).split())}): {redo}") from None
+    runs = table.get("runs") if isinstance(table, dict) else None
+    if not isinstance(runs, list):
+        raise DataError(f"{path} has no \"runs\" list: {redo}")
+    if not runs:
+        raise DataError(f"{path} holds no runs (\"runs\" is empty): {redo}")
+    for i, run in enumerate(runs):
+        if not isinstance(run, dict):
+            raise DataError(f"{path}: runs[{i}] is not an object with \"name\" and \"results\": {redo}")
+        missing = [k for k in ("name", "results") if k not in run]
+        if missing:
+            raise DataError(f"{path}: runs[{i}] lacks {', '.join(map(repr, missing))}: {redo}")
+        if not isinstance(run["name"], str):
+            raise DataError(f"{path}: runs[{i}] \"name\" is not a string: {redo}")
+        if run.get("trained_loops") is not None and not _is_number(run["trained_loops"]):
+            raise DataError(f"{path}: runs[{i}] \"trained_loops\" is not a number: {redo}")
+        if not isinstance(run["results"], list) or not run["results"]:
+            raise DataError(f"{path}: runs[{i}] has no result rows: {redo}")
+        for j, row in enumerate(run["results"]):
+            lacks = [k for k in ("loops", "steps", "gflops_per_sample")
+                     if not isinstance(row, dict) or not _is_number(row.get(k))]
+            lacks += [k for k, *_ in METRICS if isinstance(row, dict) and k in row and not _is_number(row[k])]
+            if lacks:
+                raise DataError(f"{path}: runs[{i}].results[{j}] lacks a number for {', '.join(map(repr, lacks))}: "
+                                f"{redo}")
+    if not any(k in row for run in runs for row in run["results"] for k, *_ in METRICS):
+        raise DataError(f"{path} holds no quality metrics (it was written without --eval): {redo}")
+    return runs
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
+from ..data import DataError
 
 WEIGHTS_NAME = "classifier.safetensors"
 META_NAME = "classifier.json"
@@ -169,10 +171,48 @@ def load_classifier(directory: str | os.PathLike, map_location: str | torch.devi
             f"no trained classifier in '{d}' (missing {', '.join(missing)}); "
             "run `elt eval train-classifier` first"
         )
-    record = json.loads((d / META_NAME).read_text())
-    model = DigitClassifier(**record["arch"])
-    model.load_state_dict(load_file(str(d / WEIGHTS_NAME), device=str(map_location)))
+    again = f"train it again with `elt eval train-classifier DATA --out {d}`"
+    try:
+        record = json.loads((d / META_NAME).read_text())
+        model = DigitClassifier(**record["arch"])
+    except (ValueError, KeyError, TypeError) as e:  # not JSON / no "arch" / unknown architecture keys
+        why = f"no {e}" if isinstance(e, KeyError) else " ".join(str(e).split())
+        raise DataError(f"{d / META_NAME} is not a classifier record ({why}): {again}") from None
+    try:
+        state = load_file(str(d / WEIGHTS_NAME), device=str(map_location))
+    except (SafetensorError, OSError) as e:
+        raise DataError(f"{d / WEIGHTS_NAME} is not a readable weights file ({' '.join(str(e).split())}): "
+                        f"{again}") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise DataError(f"{d / WEIGHTS_NAME} does not match the architecture in {d / META_NAME} (missing or "
+                        f"differently shaped tensors): {again}") from None
+    shape = record.get("image_shape") if isinstance(record, dict) else None
+    model.image_shape = tuple(int(v) for v in shape) if isinstance(shape, list) and len(shape) == 3 else None
     return model.to(map_location).eval()
+
+
+MIN_SIDE = 4  # two 2× poolings must leave at least one pixel
+
+
+def check_input(model: DigitClassifier, images: np.ndarray | torch.Tensor, where: str = "") -> None:
+    """uint8 N×H×W×C images must fit the classifier: its channels, at least MIN_SIDE pixels a side, and the
+    size it was trained at when its record says (another size would score without error, but meaninglessly)."""
+    n, h, w, c = tuple(images.shape)
+    retrain = "train a classifier on data of that shape (`elt eval train-classifier DATA --image-size S " \
+              "--channels C --out CLS_DIR`)"
+    if c != model.in_channels:
+        kind = {1: "grey", 3: "RGB"}
+        raise DataError(f"{where}images have {c} channel(s) ({kind.get(c, 'shape ' + str((h, w, c)))}) but the "
+                        f"classifier takes {model.in_channels} ({kind.get(model.in_channels, '?')}): {retrain}")
+    trained = getattr(model, "image_shape", None)
+    if trained is not None and (h, w) != tuple(trained[1:]):
+        raise DataError(f"{where}images are {h}×{w} but the classifier was trained on {trained[1]}×{trained[2]} "
+                        f"images: {retrain}")
+    if min(h, w) < MIN_SIDE:
+        raise DataError(f"{where}images are {h}×{w}, smaller than the classifier can take ({MIN_SIDE}×{MIN_SIDE} "
+                        f"at least): {retrain}")
 
 
 def _as_nchw_uint8(images: np.ndarray | torch.Tensor, channels: int) -> torch.Tensor:

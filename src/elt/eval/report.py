@@ -20,12 +20,13 @@ import numpy as np
 import torch
 
 from ..data import DataError
-from .classifier import WEIGHTS_NAME, class_consistency, embed, load_classifier, probabilities
+from .classifier import WEIGHTS_NAME, check_input, class_consistency, embed, load_classifier, probabilities
 from .frechet import feature_stats, frechet_distance
 from .inception import PROTOCOL as INCEPTION_PROTOCOL, InceptionFeatures, file_sha1
 from .inception_score import inception_score
 from .manifold import precision_recall
 from .reference import cached_features, reference_and_floor
+from .samples import check_label_range, check_labels
 
 FEATURES = ("inception", "classifier")
 METRIC_NAME = {"inception": "fid", "classifier": "fd_classifier"}
@@ -82,6 +83,12 @@ class QualityEvaluator:
             raise DataError(f"samples must be uint8 N×H×W×C square images, got {samples.dtype} "
                             f"{tuple(samples.shape)}")
         n, size, _, channels = samples.shape
+        if n == 0:
+            raise DataError("no samples to evaluate: sample at least one image per class")
+        if self.classifier is not None:  # check before any (slow) feature extraction
+            check_input(self.classifier, samples)
+            check_labels(labels, n)
+            check_label_range(labels, self.classifier.num_classes)
         nchw = samples.permute(0, 3, 1, 2).contiguous()
         g = torch.Generator().manual_seed(self.seed)
         out: dict = {"n": n}
