@@ -348,10 +348,16 @@ def test_image_folder_grey(folder):
     assert abs(int(x[0, 0, 2, 2]) - 76) <= 1  # L of pure red = 0.299 * 255
 
 
-def test_image_folder_is_lazy(tmp_path):
+def test_image_folder_checks_headers_when_indexed_and_decodes_lazily(tmp_path):
     _write_png(tmp_path / "r" / "a" / "ok.png", np.zeros((4, 4), dtype=np.uint8))
     (tmp_path / "r" / "a" / "broken.png").write_bytes(b"not an image")
-    ds = ImageFolderDataset(tmp_path / "r", image_size=4)  # builds without reading images
+    with pytest.raises(DataError, match=r"1 unreadable image\(s\): .*broken.png"):  # named at start-up
+        ImageFolderDataset(tmp_path / "r", image_size=4)
+    # a file whose header is fine but whose pixels are cut short is only found when decoded, still named
+    _write_png(tmp_path / "r" / "a" / "broken.png", np.full((64, 64), 7, dtype=np.uint8))
+    data = (tmp_path / "r" / "a" / "broken.png").read_bytes()
+    (tmp_path / "r" / "a" / "broken.png").write_bytes(data[:60])
+    ds = ImageFolderDataset(tmp_path / "r", image_size=4)
     assert len(ds) == 2
     with pytest.raises(DataError, match="broken.png"):
         ds.get_batch([0])

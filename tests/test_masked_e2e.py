@@ -103,3 +103,19 @@ def test_tokenizer_mismatch_is_a_clear_error(masked_config, tmp_path):
     with pytest.raises(Exception, match="codes but model.codebook_size"):
         Trainer(masked_config("model.codebook_size=32", "tokenizer.codebook_size=32",
                               f"tokenizer.path={tmp_path / 'tok'}"), tmp_path / "other", progress=False)
+
+
+def test_a_bad_tokenizer_path_is_never_copied_into_the_run(masked_config, tmp_path):
+    """A junk tokenizer.path stops the run before anything lands in RUN_DIR/tokenizer, so a corrected path
+    is used by the next attempt (the junk copy used to be reused forever)."""
+    from elt.tokenizers.pretrained import TokenizerError
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a TorchScript file")
+    run = tmp_path / "run"
+    with pytest.raises(TokenizerError, match="neither a tokenizer folder nor a TorchScript file"):
+        Trainer(masked_config(f"tokenizer.path={junk}"), run, progress=False)
+    assert not (run / "tokenizer").exists() and not (run / ".tokenizer.tmp").exists()
+    assert junk.read_bytes() == b"not a TorchScript file"
+    summary = train(masked_config("train.steps=1"), run, progress=False)  # the corrected (default) path
+    assert summary["step"] == 1 and (run / "tokenizer" / "model.safetensors").is_file()

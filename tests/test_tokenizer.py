@@ -378,3 +378,19 @@ def test_training_is_deterministic_from_the_seed(tmp_path, monkeypatch):
     assert sorted(stream[:20].tolist()) == list(range(20)) and sorted(stream[20:].tolist()) == list(range(20))
     assert stream[:20].tolist() != stream[20:].tolist()  # a new order each epoch
     assert tok_train.batch_indices(3, 8, 20, seed=1).tolist() != tok_train.batch_indices(3, 8, 20, seed=2).tolist()
+
+
+def test_a_run_with_a_torchscript_tokenizer_says_it_runs_a_program(tmp_path, capsys):
+    from elt.config import load_config
+    from elt.family.masked import run_tokenizer
+
+    run = tmp_path / "run"
+    (run / "tokenizer").mkdir(parents=True)
+    torch.jit.save(torch.jit.script(StandIn()), str(run / "tokenizer" / "tokenizer.pt"))
+    cfg = load_config(None, ["family=masked", "objective.kind=maskgit", "model.codebook_size=16",
+                             "tokenizer.codebook_size=16", "model.grid=2", "model.image_size=4",
+                             "tokenizer.downsample=1", "sample.steps=4"])
+    tok = run_tokenizer(run, cfg)
+    assert tok.codebook_size == 16
+    err = capsys.readouterr().err
+    assert "elt: note:" in err and "TorchScript tokenizer, a program that runs when loaded" in err

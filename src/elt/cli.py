@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .atomic import atomic_path, write_text_atomic
 from .checkpoint import CheckpointError, has_checkpoint
 from .config import ConfigError, load_config
 from .data import DataError
@@ -58,7 +60,62 @@ def _check_loops(loops: int | list[int], steps: int) -> int | list[int]:
 def _sampling_settings(args, cfg) -> tuple[int, float]:
     """(steps, cfg scale) from the flags, falling back to the run's `sample` config section."""
     steps = _at_least_1("--steps", cfg.sample.steps if args.steps is None else args.steps)
-    return steps, cfg.sample.cfg if args.cfg is None else args.cfg
+    guidance = cfg.sample.cfg if args.cfg is None else args.cfg
+    if not math.isfinite(guidance):  # NaN/inf guidance turns every sample into NaN -> black images
+        where = "--cfg" if args.cfg is not None else "the run's sample.cfg"
+        raise ConfigError(f"{where} must be a finite number (1 = no guidance, e.g. 1.5 or 4), got {guidance}")
+    return steps, guidance
+
+
+SEED_MAX = 2**32 - 1
+
+
+def _seed(value: int) -> int:
+    if not 0 <= value <= SEED_MAX:
+        raise ConfigError(f"--seed must be an integer in 0..{SEED_MAX}, got {value}")
+    return value
+
+
+def _check_parents(flag: str, path: Path) -> None:
+    """The nearest existing folder above `path` must be a writable folder (missing ones are created)."""
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder: choose another path")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigError(f"{flag} {path}: cannot write into {parent} (permission denied): "
+                                  f"choose a writable place")
+            return
+
+
+def _output_file(flag: str, value: str, suffix: str | None = None, example: str = "samples.npz") -> Path:
+    """A file path that a command may write: not a folder, ending in `suffix`, under a writable folder."""
+    path = Path(value)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder: name a file{f' ending in {suffix}' if suffix else ''} "
+                          f"instead, e.g. {path / example}")
+    if suffix and path.suffix.lower() != suffix:
+        raise ConfigError(f"{flag} {path} does not end in {suffix}: name a file ending in {suffix}, "
+                          f"e.g. {path.with_name(path.stem + suffix) if path.stem else 'out' + suffix}")
+    _check_parents(flag, path)
+    return path
+
+
+def _output_folder(flag: str, value: str) -> Path:
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path} is a file: pass a folder (it is created if missing)")
+    _check_parents(flag, path)
+    return path
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors: `elt: error: <command>: <problem> (see --help)`, exit 2.
+    Sub-command parsers inherit the class."""
+
+    def error(self, message: str):
+        print(f"elt: error: {self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def cmd_data(args) -> None:
@@ -75,10 +132,12 @@ def cmd_train(args) -> None:
 
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out)
+    if args.allow_changes and not args.resume:
+        raise ConfigError("--allow-changes only applies with --resume")
     if has_checkpoint(out) and not args.resume:
         raise CheckpointError(f"{out} already holds a trained run: pass --resume to continue it, "
                               f"or choose a new --out folder")
-    summary = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    summary = train(cfg, out, resume=args.resume, progress=not args.no_progress, allow_changes=args.allow_changes)
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps({k: summary[k] for k in ("step", "stop", "elapsed_min", "loss") if k in summary}))
 
@@ -101,6 +160,10 @@ def generate(sampler, labels, loops, steps, guidance, seed, batch_size, precisio
 def cmd_sample(args) -> None:
     from .grid import make_grid, save_png
 
+    out = _output_file("--out", args.out, ".npz")  # checked before sampling: nothing is lost to a bad name
+    if args.grid:
+        _output_file("--grid", args.grid, ".png", "grid.png")
+    _seed(args.seed)
     model, cfg, sampler = _load(args.run_dir)
     if args.batch_size is not None:
         _at_least_1("--batch-size", args.batch_size)
@@ -110,9 +173,8 @@ def cmd_sample(args) -> None:
     t0 = time.perf_counter()
     images = generate(sampler, labels, loops, steps, guidance, args.seed, args.batch_size, args.precision)
     dt = time.perf_counter() - t0
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, arr_0=images.numpy(), arr_1=labels.numpy())
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:  # a file object: np.savez adds no second suffix
+        np.savez(f, arr_0=images.numpy(), arr_1=labels.numpy())
     print(f"wrote {len(labels)} samples to {out} in {dt:.1f} s (loops={loops}, steps={steps}, cfg={guidance}, "
           f"seed={args.seed})")
     if args.grid:
@@ -141,18 +203,25 @@ def _anytime_grid(sampler, cfg, loop_counts, steps, guidance, args, path: Path) 
 
 
 def cmd_anytime(args) -> None:
-    from .anytime import run_name, sweep
+    from .anytime import read_table, run_name, sweep
     from .plots import plot_anytime
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_folder("--out", args.out)
+    for name in ("anytime.json", "anytime_quality.png", "anytime.png"):
+        if (out / name).is_dir():
+            raise ConfigError(f"--out {out} holds a folder named {name}, where a file is written: move it away "
+                              f"or choose another --out folder")
+    _seed(args.seed)
     evaluate = args.eval or bool(args.classifier)
     if args.steps_list and not evaluate:
         raise ConfigError("--steps-list sweeps sampling steps for --eval; add --eval")
-    runs, evaluator = [], None
+    # every input and setting is checked before anything is sampled or written
+    per_class = _at_least_1("--per-class", args.per_class) if evaluate else args.per_class
+    step_list = [_at_least_1("--steps-list", s) for s in args.steps_list] if args.steps_list else None
+    inputs, first_cfg = [], None
     for run_dir in args.runs:
         if Path(run_dir).suffix == ".json":  # an earlier anytime.json: overlay its runs without sampling again
-            runs += json.loads(Path(run_dir).read_text())["runs"]
+            inputs.append((run_dir, read_table(run_dir), None))
             continue
         model, cfg, sampler = _load(run_dir)
         L_max = cfg.train_loops
@@ -162,32 +231,45 @@ def cmd_anytime(args) -> None:
         if cfg.train.mode == "baseline" and last > 1:
             print(f"note: {run_dir} is a baseline run; loops > 1 repeat its whole {cfg.model_blocks}-block stack, "
                   "a depth it was never trained at")
-        loop_counts = list(range(1, last + 1))
         steps, guidance = _sampling_settings(args, cfg)
+        inputs.append((run_dir, None, (model, cfg, sampler, list(range(1, last + 1)), steps, guidance)))
+        first_cfg = first_cfg or cfg
+    evaluator = None
+    if evaluate and first_cfg is not None:
+        from .eval.report import QualityEvaluator
+
+        # --classifier alone (no --eval) keeps to the fast classifier metrics
+        features = _features(args) if args.eval or args.features else ("classifier",)
+        evaluator = QualityEvaluator(args.ref or first_cfg.data.name, features, args.classifier, args.inception,
+                                     args.seed)
+        k = evaluator.classifier.num_classes if evaluator.classifier is not None else None
+        for run_dir, _, loaded in inputs:
+            if loaded is not None and k is not None and loaded[1].model.num_classes > k:
+                raise DataError(f"{run_dir} samples {loaded[1].model.num_classes} classes but the classifier "
+                                f"{args.classifier} knows {k}: pass a classifier trained on the run's data set "
+                                f"(`elt eval train-classifier DATA --out CLS_DIR`)")
+    runs = []
+    for run_dir, table, loaded in inputs:
+        if table is not None:
+            runs += table
+            continue
+        model, cfg, sampler, loop_counts, steps, guidance = loaded
         name = run_name(run_dir, cfg.train.mode)
         grid = out / ("anytime.png" if len(args.runs) == 1 else f"anytime_{Path(run_dir).name}.png")
         _anytime_grid(sampler, cfg, loop_counts, steps, guidance, args, grid)
         if not evaluate:
             continue
-        if evaluator is None:
-            from .eval.report import QualityEvaluator
+        labels = torch.arange(cfg.model.num_classes).repeat_interleave(per_class)
 
-            # --classifier alone (no --eval) keeps to the fast classifier metrics
-            features = _features(args) if args.eval or args.features else ("classifier",)
-            evaluator = QualityEvaluator(args.ref or cfg.data.name, features, args.classifier, args.inception,
-                                         args.seed)
-        labels = torch.arange(cfg.model.num_classes).repeat_interleave(_at_least_1("--per-class", args.per_class))
-
-        def sample(y, loops, n_steps):
+        def sample(y, loops, n_steps, sampler=sampler, guidance=guidance):
             return generate(sampler, y, loops, n_steps, guidance, args.seed, None, args.precision)
 
-        step_counts = [_at_least_1("--steps-list", s) for s in args.steps_list] if args.steps_list else [steps]
-        rows = sweep(model, sample, evaluator, labels, loop_counts, step_counts, guidance)
-        runs.append({"run": str(run_dir), "name": name, "mode": cfg.train.mode, "trained_loops": L_max,
+        rows = sweep(model, sample, evaluator, labels, loop_counts, step_list or [steps], guidance)
+        runs.append({"run": str(run_dir), "name": name, "mode": cfg.train.mode, "trained_loops": cfg.train_loops,
                      "cfg": guidance, "seed": args.seed, "samples_per_point": len(labels), "results": rows})
     if not runs:
         return
-    (out / "anytime.json").write_text(json.dumps({"runs": runs}, indent=2))
+    write_text_atomic(out / "anytime.json", json.dumps({"runs": runs}, indent=2))
     print(f"wrote {out / 'anytime.json'}")
     print(f"wrote {plot_anytime(runs, out / 'anytime_quality.png')} (quality against loops and GFLOPs per sample)")
 
@@ -200,40 +282,59 @@ def _features(args) -> tuple[str, ...]:
 def cmd_eval(args) -> None:
     if args.target == "train-classifier":
         return cmd_train_classifier(args)
+    from .eval.samples import check_label_range, load_samples
+
+    if args.data:  # `elt eval SAMPLES.npz mnist`: the second word would be silently ignored
+        raise ConfigError(f"unexpected argument {args.data!r}: DATA is only for `elt eval train-classifier`; "
+                          f"pass reference data as --ref {args.data}")
+    _seed(args.seed)
+    out = _output_file("--out", args.out, example="report.json") if args.out else None
+    if not args.ref and not args.classifier:
+        raise ConfigError("pass --ref DATA (FID, FD, precision/recall against real data) and/or --classifier "
+                          "CLS_DIR (class-consistency)")
     path = Path(args.target)
-    if not path.is_file():
-        raise DataError(f"{path} does not exist: pass a .npz written by `elt sample`")
-    data = np.load(path)
-    if "arr_0" not in data or "arr_1" not in data:
-        raise DataError(f"{path} lacks arr_0 (images) / arr_1 (labels): write it with `elt sample`")
-    images, labels = data["arr_0"], data["arr_1"]
+    images, labels = load_samples(path)
     report = {"samples": str(path), "n": int(len(labels))}
     if args.ref:
         from .eval.report import QualityEvaluator, headline
 
         evaluator = QualityEvaluator(args.ref, _features(args), args.classifier, args.inception, args.seed)
+        classifier = evaluator.classifier
+    else:
+        from .eval.classifier import load_classifier
+
+        classifier = load_classifier(args.classifier)
+    if classifier is not None:  # before any scoring: a mismatch would fail late or score silently wrong
+        from .eval.classifier import check_input
+
+        check_input(classifier, images, f"{path}: ")
+        check_label_range(labels, classifier.num_classes, f"{path}: ")
+    if args.ref:
         report.update(evaluator.evaluate(images, labels))
         print(json.dumps(headline(report)))
-    elif args.classifier:
-        from .eval.classifier import class_consistency, load_classifier
-
-        report.update(class_consistency(load_classifier(args.classifier), images, torch.as_tensor(labels)))
-        print(json.dumps({k: report[k] for k in ("n", "accuracy")}))
     else:
-        raise ConfigError("pass --ref DATA (FID, FD, precision/recall against real data) and/or --classifier "
-                          "CLS_DIR (class-consistency)")
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2))
+        from .eval.classifier import class_consistency
+
+        report.update(class_consistency(classifier, images, torch.as_tensor(labels)))
+        print(json.dumps({k: report[k] for k in ("n", "accuracy")}))
+    if out:
+        write_text_atomic(out, json.dumps(report, indent=2))
 
 
 def cmd_train_classifier(args) -> None:
     from .data import load_dataset
-    from .eval.classifier import save_classifier, train_classifier
+    from .eval.classifier import MIN_SIDE, save_classifier, train_classifier
 
     if not args.data or not args.out:
         raise ConfigError("usage: elt eval train-classifier DATA --out CLS_DIR")
+    _output_folder("--out", args.out)
+    _seed(args.seed)
+    _at_least_1("--epochs", args.epochs)
     size = {"image_size": args.image_size, "channels": args.channels}
     tr, te = load_dataset(args.data, "train", **size), load_dataset(args.data, "test", **size)
+    if min(tr.image_shape[1:]) < MIN_SIDE:
+        raise ConfigError(f"images of {tr.image_shape[1]}×{tr.image_shape[2]} are too small for the classifier: "
+                          f"pass --image-size {MIN_SIDE} or more")
     xtr, ytr = tr.get_batch(torch.arange(len(tr)))
     xte, yte = te.get_batch(torch.arange(len(te)))
     model, acc = train_classifier(xtr, ytr, xte, yte, epochs=args.epochs, seed=args.seed)
@@ -251,7 +352,7 @@ def cmd_bench(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="elt", description="Elastic Looped Transformers: train once, sample at any "
+    p = _Parser(prog="elt", description="Elastic Looped Transformers: train once, sample at any "
                                 "loop count.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -265,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=1e-4")
     t.add_argument("--out", required=True, help="run folder (checkpoints, samples, log)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--allow-changes", action="store_true", help="with --resume: accept a config that differs "
+                   "from the checkpoint's in non-architecture settings (lr, steps, batch, data ...); the changes "
+                   "are logged, and the continuation is no longer bit-for-bit")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
 

@@ -41,6 +41,8 @@ class MaskedFamily:
                       f"--out {source}`)", file=sys.stderr)
                 train_tokenizer(cfg.tokenizer, cfg.data.name, source, image_size=cfg.data.image_size,
                                 channels=cfg.data.channels, progress=progress)
+            # check it before copying: a bad tokenizer.path never lands in the run folder
+            check_tokenizer(load_tokenizer(_loadable(source)), cfg.model, tuple(data.image_shape))
             run_dir.mkdir(parents=True, exist_ok=True)
             tmp = run_dir / ".tokenizer.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
@@ -134,8 +136,12 @@ def run_tokenizer(run_dir, cfg):
         candidates.append(run_dir / "tokenizer")
     candidates.append(Path(cfg.tokenizer.path))
     for path in candidates:
-        if _loadable(path) is not None:
-            return load_tokenizer(_loadable(path))
+        found = _loadable(path)
+        if found is not None:
+            if found.is_file():  # a TorchScript file: loading it runs code that came with the run
+                print(f"elt: note: {found} is a TorchScript tokenizer, a program that runs when loaded: use run "
+                      f"folders whose tokenizer you trust", file=sys.stderr)
+            return load_tokenizer(found)
     raise ConfigError(f"no tokenizer found for this masked run (looked in {', '.join(map(str, candidates))}): "
                       f"copy its tokenizer folder into RUN_DIR/tokenizer or set tokenizer.path")
 
