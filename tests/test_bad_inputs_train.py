@@ -102,6 +102,13 @@ CONFIG_ROWS = [
     ("family=video", r"family must be one of"),
     ("train.lr=[", r"override 'train.lr=\[' is not valid YAML.*fix the YAML syntax"),
     ("trainlr", r"override 'trainlr' is not of the form key=value"),
+    ("train.seed=99999999999999999999999", r"train.seed must be an integer in 0\.\.2147483647"),
+    ("train.seed=-1", r"train.seed must be an integer in 0\.\."),
+    ("train.betas=[0.9,abc]", r"train.betas must be a list of 2 numbers"),
+    ("sample.cfg=1e308", r"sample.cfg must be a finite guidance scale with \|sample.cfg\| <= 100"),
+    ("tokenizer.codebook_size=-1", r"tokenizer: masked-family settings in a family: flow config; remove them"),
+    ("sample.temp_bias=0.7", r"sample.temp_bias: masked-family settings in a family: flow config"),
+    ("train.label_dropout=0 sample.cfg=3", r"sample.cfg=3 needs an unconditional model.*set train.label_dropout"),
 ]
 if not torch.cuda.is_available():
     CONFIG_ROWS.append(("train.device=cuda", r"train.device=cuda but no CUDA device is visible: use train.device=cpu"))
@@ -111,7 +118,7 @@ if not torch.cuda.is_available():
 def test_bad_config_value(override, pattern, trained, tmp_path, capsys):
     cfg_path, _ = trained
     out = tmp_path / "new_run"
-    rc = main(["train", str(cfg_path), override, "--out", str(out), "--no-progress"])
+    rc = main(["train", str(cfg_path), *override.split(" "), "--out", str(out), "--no-progress"])
     import re
 
     line = one_line(capsys.readouterr().err)
@@ -128,6 +135,8 @@ FILE_ROWS = [
     ("a list", "- 1\n- 2\n", r"must be a mapping of sections.*got a list"),
     ("section not a mapping", "model: 5\n", r"model must be a mapping, got int"),
     ("tab indent", "model:\n\tdim: 32\n", r"is not valid YAML"),
+    ("duplicate key", "family: flow\nfamily: masked\n", r"is not valid YAML at line 2.*key 'family' is given twice"),
+    ("duplicate nested key", "train:\n  lr: 0.1\n  lr: 0.2\n", r"key 'lr' is given twice"),
 ]
 
 
@@ -144,6 +153,22 @@ def test_bad_config_file(name, text, pattern, tmp_path, capsys):
     assert path.read_text() == text and not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("kind", ["binary", "utf16", "folder"])
+def test_unreadable_config_file(kind, tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    if kind == "binary":
+        path.write_bytes(bytes(range(256)))
+    elif kind == "utf16":
+        path.write_bytes("family: flow\n".encode("utf-16"))
+    else:
+        path.mkdir()
+    rc = main(["train", str(path), "--out", str(tmp_path / "run"), "--no-progress"])
+    line = one_line(capsys.readouterr().err)
+    want = "is a folder: pass a YAML file" if kind == "folder" else "is not UTF-8 text: save it as a plain YAML"
+    assert rc == 2 and want in line, line
+    assert not (tmp_path / "run").exists()
+
+
 def test_missing_config_file(tmp_path, capsys):
     rc = main(["train", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "run"), "--no-progress"])
     assert rc == 2 and "does not exist" in one_line(capsys.readouterr().err)
@@ -157,6 +182,42 @@ def test_train_into_a_trained_folder_without_resume(trained, capsys):
     rc = main(["train", str(cfg_path), "--out", str(run), "--no-progress"])
     assert rc == 2 and "already holds a trained run: pass --resume" in one_line(capsys.readouterr().err)
     assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("out,pattern", [("", r"--out is empty"), ("FILE", r"--out .* is a file: pass a folder"),
+                                         ("DATA", r"lies inside the data folder .* choose a folder outside it")])
+def test_bad_out_folder(out, pattern, trained, tmp_path, tiny_data_dir, capsys):
+    import re
+
+    cfg_path, _ = trained
+    target = {"": "", "FILE": str(cfg_path), "DATA": str(tiny_data_dir / "runs" / "x")}[out]
+    before, data_before = snapshot(cfg_path.parent), snapshot(tiny_data_dir)
+    rc = main(["train", str(cfg_path), "--out", target, "--no-progress"])
+    line = one_line(capsys.readouterr().err)
+    assert rc == 2 and re.search(pattern, line), line
+    assert snapshot(cfg_path.parent) == before and snapshot(tiny_data_dir) == data_before
+
+
+def test_resuming_a_finished_run_touches_nothing(trained, capsys):
+    cfg_path, run = trained
+    before = snapshot(run)
+    rc = main(["train", str(cfg_path), "train.steps=4", "train.ckpt_every=2", "--out", str(run), "--resume",
+               "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "already finished at step 4" in err and "--allow-changes" in err
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("pointer", ["relative", "absolute"])
+def test_latest_pointing_outside_the_run_is_never_followed(pointer, trained, tmp_path, capsys):
+    other = _copy_run(trained[1], tmp_path / "other")
+    run = _copy_run(trained[1], tmp_path / "run")
+    target = other / "checkpoints" / "step_0000004"
+    (run / "latest").write_text(("../../other/checkpoints/step_0000004" if pointer == "relative" else str(target))
+                                + "\n")
+    rc = main(["sample", str(run), "--per-class", "1", "--steps", "1", "--out", str(tmp_path / "s.npz")])
+    line = one_line(capsys.readouterr().err, "elt: warning: ")
+    assert rc == 0 and "outside" in line and "using step_0000004, the newest intact checkpoint" in line, line
 
 
 def test_allow_changes_needs_resume(trained, tmp_path, capsys):

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .atomic import write_text_atomic
-from .config import Config, ConfigError, config_from_dict, dump_config, parse_yaml
+from .config import Config, ConfigError, config_from_dict, dump_config, parse_yaml, read_text
 
 
 class CheckpointError(RuntimeError):
@@ -96,6 +96,8 @@ def find_checkpoint(path: str | Path, need_state: bool = False, warn=None) -> Pa
     root = path / "checkpoints"
     pointer = path / "latest"
     named = root / pointer.read_text().strip() if pointer.is_file() else None
+    if named is not None and (named.resolve().parent != root.resolve() or not named.name.startswith("step_")):
+        named = root / f"step_? (latest names {pointer.read_text().strip()!r}, outside {root})"  # never followed
     steps = sorted((p for p in root.glob("step_*") if p.is_dir()), reverse=True) if root.is_dir() else []
     broken = []
     for ckpt in ([named] if named is not None else []) + [p for p in steps if p != named]:
@@ -126,7 +128,7 @@ def has_checkpoint(run_dir: str | Path) -> bool:
 
 
 def load_config_from(ckpt: Path) -> Config:
-    text = (ckpt / "config.yaml").read_text()
+    text = read_text(ckpt / "config.yaml", f"{ckpt / 'config.yaml'}", CheckpointError)
     raw = parse_yaml(text, f"{ckpt / 'config.yaml'}", CheckpointError)
     try:
         return config_from_dict(raw)

@@ -18,6 +18,7 @@ from .objectives.masked import MaskedObjectiveConfig
 from .tokenizers.config import TokenizerConfig
 
 FAMILIES = ("flow", "masked")
+MASKED_SAMPLE_KEYS = ("temp_bias", "temp_scale", "choice_temperature")
 # the `model` and `objective` sections differ per family
 FAMILY_SECTIONS = {"flow": {"model": FlowModelConfig, "objective": ObjectiveConfig},
                    "masked": {"model": MaskedModelConfig, "objective": MaskedObjectiveConfig}}
@@ -25,6 +26,18 @@ FAMILY_SECTIONS = {"flow": {"model": FlowModelConfig, "objective": ObjectiveConf
 
 class ConfigError(ValueError):
     """A configuration problem, with the key at fault and how to fix it."""
+
+
+SEED_MAX = 2**31 - 1  # seeds are mixed with the step as (seed·1000003 + step)·7: this keeps that in int64
+GUIDANCE_MAX = 100.0  # classifier-free guidance beyond this saturates every pixel
+
+
+def check_guidance(name: str, value: float) -> float:
+    """A guidance scale must be finite and |w| <= GUIDANCE_MAX (1 = no guidance)."""
+    if not math.isfinite(value) or abs(value) > GUIDANCE_MAX:
+        raise ConfigError(f"{name} must be a finite guidance scale with |{name}| <= {GUIDANCE_MAX:g} (1 = no "
+                          f"guidance; 1.5 to 4 are usual), got {value}")
+    return value
 
 
 @dataclass
@@ -141,8 +154,12 @@ class Config:
             raise ConfigError(f"train.device must be 'auto', 'cpu' or 'cuda', got {t.device!r}")
         if self.sample.steps < 1:
             raise ConfigError(f"sample.steps must be >= 1, got {self.sample.steps}")
-        if not math.isfinite(self.sample.cfg):
-            raise ConfigError(f"sample.cfg must be a finite guidance scale (1 = no guidance), got {self.sample.cfg}")
+        check_guidance("sample.cfg", self.sample.cfg)
+        if self.sample.cfg != 1 and t.label_dropout == 0:
+            raise ConfigError(f"sample.cfg={self.sample.cfg:g} needs an unconditional model, but train.label_dropout=0 "
+                              f"never trains the null label: set train.label_dropout (e.g. 0.1) or sample.cfg=1")
+        if not 0 <= t.seed <= SEED_MAX:
+            raise ConfigError(f"train.seed must be an integer in 0..{SEED_MAX}, got {t.seed}")
         try:
             self.model.validate()
             self.objective.validate()
@@ -164,8 +181,11 @@ class Config:
             raise ConfigError(f"model.grid={m.grid} does not match the tokenizer: {m.image_size}px / "
                               f"2**tokenizer.downsample ({2 ** tok.downsample}) = {m.image_size / 2 ** tok.downsample:g}"
                               f" tokens per side; set model.grid (and an image size the downsampling divides)")
-        if self.sample.temp_bias <= 0 or self.sample.temp_scale < 0 or self.sample.choice_temperature < 0:
-            raise ConfigError("sample.temp_bias must be > 0, sample.temp_scale and sample.choice_temperature >= 0")
+        s = self.sample
+        if not (0 < s.temp_bias < math.inf and 0 <= s.temp_scale < math.inf and 0 <= s.choice_temperature < math.inf):
+            raise ConfigError(f"sample.temp_bias must be a finite number > 0, sample.temp_scale and "
+                              f"sample.choice_temperature finite and >= 0; got {s.temp_bias}, {s.temp_scale}, "
+                              f"{s.choice_temperature}")
         if self.sample.steps > m.tokens:
             raise ConfigError(f"sample.steps={self.sample.steps} decoding steps exceed the {m.tokens} tokens per "
                               f"image: use at most {m.tokens}")
@@ -175,7 +195,7 @@ class Config:
         d["train"]["betas"] = list(d["train"]["betas"])
         if self.family != "masked":  # the tokenizer section only matters to the masked family
             del d["tokenizer"]
-            for key in ("temp_bias", "temp_scale", "choice_temperature"):
+            for key in MASKED_SAMPLE_KEYS:
                 del d["sample"][key]
         return d
 
@@ -226,7 +246,10 @@ def _coerce(val: Any, f: dataclasses.Field, path: str):
     elif isinstance(default, tuple):
         if not isinstance(val, (list, tuple)) or len(val) != len(default):
             raise ConfigError(f"{path} must be a list of {len(default)} numbers, got {val!r}")
-        val = tuple(float(v) for v in val)
+        try:
+            val = tuple(float(v) for v in val)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{path} must be a list of {len(default)} numbers, got {val!r}") from None
     elif isinstance(default, str) and not isinstance(val, str):
         raise ConfigError(f"{path} must be a string, got {val!r}")
     return val
@@ -259,6 +282,13 @@ def config_from_dict(raw: dict) -> Config:
     family = raw.get("family", "flow")
     if family not in FAMILY_SECTIONS:
         raise ConfigError(f"family must be one of {FAMILIES}, got {family!r}")
+    if family != "masked":
+        sample = raw.get("sample") if isinstance(raw.get("sample"), dict) else {}
+        masked_only = (["tokenizer"] if "tokenizer" in raw else []) + [f"sample.{k}" for k in MASKED_SAMPLE_KEYS
+                                                                       if k in sample]
+        if masked_only:
+            raise ConfigError(f"{', '.join(masked_only)}: masked-family settings in a family: {family} config; "
+                              f"remove them, or set family: masked")
     return _build(Config, raw, "", FAMILY_SECTIONS[family]).validate()
 
 
@@ -267,9 +297,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     raw: dict = {}
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"config file {path} is a folder: pass a YAML file such as configs/mnist_flow.yaml")
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist: pass a YAML file such as configs/mnist_flow.yaml")
-        raw = parse_yaml(path.read_text(), f"config file {path}")
+        raw = parse_yaml(read_text(path, f"config file {path}"), f"config file {path}")
         if raw is None:
             raise ConfigError(f"config file {path} is empty: start from a shipped config such as "
                               f"configs/mnist_flow.yaml")
@@ -279,10 +311,34 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return config_from_dict(apply_overrides(raw, list(overrides or [])))
 
 
-def parse_yaml(text: str, what: str, error: type[Exception] = ConfigError) -> Any:
-    """yaml.safe_load with a one-line error naming `what` and the line at fault."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_text(path: Path, what: str, error: type[Exception] = ConfigError) -> str:
+    """A text file's contents, with one-line errors for unreadable or non-UTF-8 files."""
     try:
-        return yaml.safe_load(text)
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{what} is not UTF-8 text: save it as a plain YAML text file") from None
+    except OSError as e:
+        raise error(f"{what} cannot be read ({e.strerror}): check the path and its permissions") from None
+
+
+def parse_yaml(text: str, what: str, error: type[Exception] = ConfigError) -> Any:
+    """Safe YAML with a one-line error naming `what` and the line at fault; duplicate keys are errors."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

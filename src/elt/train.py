@@ -11,6 +11,7 @@ import functools
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -122,7 +123,18 @@ class Trainer:
         if resume and not self.run_dir.is_dir():
             raise CheckpointError(f"cannot resume: {self.run_dir} does not exist: pass the --out folder of an "
                                   f"earlier `elt train`")
+        created = not self.run_dir.exists()
         self._lock = RunLock(self.run_dir) if self.dist.is_main else None  # one trainer per run folder
+        try:
+            self._setup(resume, allow_changes)
+        except BaseException:
+            self.close()
+            if created and self.dist.is_main:  # a failed start leaves no folder behind
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+
+    def _setup(self, resume: bool, allow_changes: bool) -> None:
+        cfg, t = self.cfg, self.cfg.train
         if self._lock is not None:
             for stale in remove_stale_temporaries(self.run_dir):
                 tqdm.write(f"elt: warning: removed {stale}, left by a checkpoint save that was killed",
@@ -204,6 +216,13 @@ class Trainer:
 
     def _fit(self) -> dict:
         t = self.cfg.train
+        if self.step >= t.steps:  # a finished run resumed: nothing to train, nothing to rewrite
+            if self.dist.is_main:
+                tqdm.write(f"elt: note: {self.run_dir} already finished at step {self.step} (train.steps="
+                           f"{t.steps}): nothing to do; to train longer raise train.steps and pass --allow-changes",
+                           file=sys.stderr)
+            path = self.run_dir / "summary.json"
+            return json.loads(path.read_text()) if path.is_file() else {"step": self.step, "stop": "steps"}
         main = self.dist.is_main
         stop_reason = "steps"
         bar = tqdm(total=t.steps, initial=self.step, disable=not (main and self.progress), dynamic_ncols=True,
@@ -339,6 +358,7 @@ def config_changes(saved: Config, new: Config) -> dict[str, tuple]:
     return dict(sorted(out.items()))
 
 
+@torch.no_grad()
 def _norm(params: list[torch.Tensor]) -> float:
     """L2 norm of all parameters together (one host sync)."""
     return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(params))))
@@ -348,15 +368,16 @@ def _truncate_log(path: Path, step: int) -> None:
     """Drop log rows past `step` (written after the checkpoint that a resumed run continues from)."""
     if not path.is_file():
         return
-    keep = []
-    for line in path.read_text().splitlines():
+    lines, keep = path.read_text().splitlines(), []
+    for line in lines:
         try:
             row = json.loads(line)
         except ValueError:
             continue  # a row cut short by a kill
         if row.get("step", 0) <= step:
             keep.append(line)
-    write_text_atomic(path, "".join(line + "\n" for line in keep))
+    if keep != lines:
+        write_text_atomic(path, "".join(line + "\n" for line in keep))
 
 
 class RunLock:
