@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -15,8 +14,9 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_path, write_text_atomic
 from .checkpoint import CheckpointError, has_checkpoint
-from .config import ConfigError, load_config
+from .config import ConfigError, check_guidance, load_config
 from .data import DataError
+from .outputs import output_file as _output_file, output_folder as _output_folder
 from .tokenizers.pretrained import TokenizerError
 
 
@@ -61,9 +61,7 @@ def _sampling_settings(args, cfg) -> tuple[int, float]:
     """(steps, cfg scale) from the flags, falling back to the run's `sample` config section."""
     steps = _at_least_1("--steps", cfg.sample.steps if args.steps is None else args.steps)
     guidance = cfg.sample.cfg if args.cfg is None else args.cfg
-    if not math.isfinite(guidance):  # NaN/inf guidance turns every sample into NaN -> black images
-        where = "--cfg" if args.cfg is not None else "the run's sample.cfg"
-        raise ConfigError(f"{where} must be a finite number (1 = no guidance, e.g. 1.5 or 4), got {guidance}")
+    check_guidance("--cfg" if args.cfg is not None else "the run's sample.cfg", guidance)  # NaN/huge: black images
     return steps, guidance
 
 
@@ -74,39 +72,6 @@ def _seed(value: int) -> int:
     if not 0 <= value <= SEED_MAX:
         raise ConfigError(f"--seed must be an integer in 0..{SEED_MAX}, got {value}")
     return value
-
-
-def _check_parents(flag: str, path: Path) -> None:
-    """The nearest existing folder above `path` must be a writable folder (missing ones are created)."""
-    for parent in path.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder: choose another path")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise ConfigError(f"{flag} {path}: cannot write into {parent} (permission denied): "
-                                  f"choose a writable place")
-            return
-
-
-def _output_file(flag: str, value: str, suffix: str | None = None, example: str = "samples.npz") -> Path:
-    """A file path that a command may write: not a folder, ending in `suffix`, under a writable folder."""
-    path = Path(value)
-    if path.is_dir():
-        raise ConfigError(f"{flag} {path} is a folder: name a file{f' ending in {suffix}' if suffix else ''} "
-                          f"instead, e.g. {path / example}")
-    if suffix and path.suffix.lower() != suffix:
-        raise ConfigError(f"{flag} {path} does not end in {suffix}: name a file ending in {suffix}, "
-                          f"e.g. {path.with_name(path.stem + suffix) if path.stem else 'out' + suffix}")
-    _check_parents(flag, path)
-    return path
-
-
-def _output_folder(flag: str, value: str) -> Path:
-    path = Path(value)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{flag} {path} is a file: pass a folder (it is created if missing)")
-    _check_parents(flag, path)
-    return path
 
 
 class _Parser(argparse.ArgumentParser):
@@ -131,7 +96,15 @@ def cmd_train(args) -> None:
     from .train import train
 
     cfg = load_config(args.config, args.overrides)
+    if not args.out.strip():
+        raise ConfigError("--out is empty: name the run folder, e.g. --out runs/my_run")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file: pass a folder for the run (it is created if missing)")
+    data = Path(cfg.data.name).expanduser()
+    if data.is_dir() and (out.resolve() == data.resolve() or data.resolve() in out.resolve().parents):
+        raise ConfigError(f"--out {out} lies inside the data folder {data}: the run's files would become part of "
+                          f"the data set; choose a folder outside it")
     if args.allow_changes and not args.resume:
         raise ConfigError("--allow-changes only applies with --resume")
     if has_checkpoint(out) and not args.resume:
@@ -202,12 +175,30 @@ def _anytime_grid(sampler, cfg, loop_counts, steps, guidance, args, path: Path) 
     print(f"wrote {path} (rows: classes 0..{k - 1}; columns: loops {loop_counts}; trained L_max={cfg.train_loops})")
 
 
+def _run_labels(run_dirs: list[str]) -> list[str]:
+    """A distinct label per run for file names and legends: the folder name, with its parent folder (then an
+    index) added where two runs share a name."""
+    paths = [Path(os.path.abspath(r)) for r in run_dirs]
+    names = [p.name or "run" for p in paths]
+    labels = [f"{p.parent.name}_{n}" if names.count(n) > 1 and p.parent.name else n for p, n in zip(paths, names)]
+    seen: set[str] = set()
+    for i, label in enumerate(labels):
+        k, unique = 2, label
+        while unique in seen:
+            unique, k = f"{label}_{k}", k + 1
+        labels[i] = unique
+        seen.add(unique)
+    return labels
+
+
 def cmd_anytime(args) -> None:
     from .anytime import read_table, run_name, sweep
     from .plots import plot_anytime
 
     out = _output_folder("--out", args.out)
-    for name in ("anytime.json", "anytime_quality.png", "anytime.png"):
+    run_labels = _run_labels(args.runs)  # unique: two runs named `run` in different folders get two grids
+    grids = ["anytime.png" if len(args.runs) == 1 else f"anytime_{label}.png" for label in run_labels]
+    for name in ("anytime.json", "anytime_quality.png", *grids):
         if (out / name).is_dir():
             raise ConfigError(f"--out {out} holds a folder named {name}, where a file is written: move it away "
                               f"or choose another --out folder")
@@ -248,15 +239,23 @@ def cmd_anytime(args) -> None:
                 raise DataError(f"{run_dir} samples {loaded[1].model.num_classes} classes but the classifier "
                                 f"{args.classifier} knows {k}: pass a classifier trained on the run's data set "
                                 f"(`elt eval train-classifier DATA --out CLS_DIR`)")
+        # read the reference data now: a bad --ref must fail before any grid is written
+        shapes = {(loaded[1].model.image_size, loaded[1].model.channels) for _, _, loaded in inputs if loaded}
+        for size, channels in sorted(shapes):
+            try:
+                evaluator.load_reference(size, channels)
+            except DataError as e:
+                where = f"--ref {args.ref}" if args.ref else f"the run's data set {first_cfg.data.name}"
+                raise DataError(f"{where} cannot serve as reference data ({e}): pass --ref mnist, digits or an image "
+                                f"folder (one sub-folder per class)") from None
     runs = []
-    for run_dir, table, loaded in inputs:
+    for (run_dir, table, loaded), label, grid_name in zip(inputs, run_labels, grids):
         if table is not None:
             runs += table
             continue
         model, cfg, sampler, loop_counts, steps, guidance = loaded
-        name = run_name(run_dir, cfg.train.mode)
-        grid = out / ("anytime.png" if len(args.runs) == 1 else f"anytime_{Path(run_dir).name}.png")
-        _anytime_grid(sampler, cfg, loop_counts, steps, guidance, args, grid)
+        name = run_name(label, cfg.train.mode)
+        _anytime_grid(sampler, cfg, loop_counts, steps, guidance, args, out / grid_name)
         if not evaluate:
             continue
         labels = torch.arange(cfg.model.num_classes).repeat_interleave(per_class)
@@ -460,9 +459,17 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + extra
     try:
         args.func(args)
-    except (ConfigError, CheckpointError, DataError, TokenizerError, FileNotFoundError) as e:
+    except (ConfigError, CheckpointError, DataError, TokenizerError) as e:
         print(f"elt: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path the command could not read or write
+        where = f": {e.filename}" if e.filename else ""
+        print(f"elt: error: {e.strerror or e}{where}; check the path and its permissions", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("elt: error: out of memory: lower model.dim, model.blocks, train.loops or the batch size",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("elt: interrupted", file=sys.stderr)
         return 130
@@ -471,6 +478,10 @@ def main(argv: list[str] | None = None) -> int:
 
         if isinstance(e, TrainingError):
             print(f"elt: error: {e}", file=sys.stderr)
+            return 1
+        if isinstance(e, RuntimeError) and ("alloc" in str(e) or "out of memory" in str(e)):
+            print(f"elt: error: out of memory ({str(e).splitlines()[0][:120]}): lower model.dim, model.blocks, "
+                  f"train.loops or the batch size", file=sys.stderr)
             return 1
         raise
     return 0
