@@ -15,7 +15,9 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import write_text_atomic
 from ..config import ConfigError, load_config
+from ..outputs import output_file
 from .flops import analytic_forward_flops, count_flops, matmul_peak
 from .memory import peak_call_bytes, process_max_rss_bytes
 from .report import format_report
@@ -64,6 +66,8 @@ def _check(opts: BenchOptions) -> None:
         raise ConfigError(f"--device must be auto, cpu or cuda, got {opts.device!r}")
     if opts.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda, but this PyTorch sees no CUDA device: use --device cpu (or auto)")
+    if opts.json_path:  # before the benchmark runs, not after it
+        output_file("--json", opts.json_path, example="bench.json")
 
 
 def _settings(opts: BenchOptions, cfg) -> dict:
@@ -233,7 +237,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda m: print(m
     if opts.json_path:
         path = Path(opts.json_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2))
+        write_text_atomic(path, json.dumps(result, indent=2))
         print(f"wrote {path}")
     return result
 

@@ -66,11 +66,16 @@ class QualityEvaluator:
                                                 f"classifier penultimate layer ({classifier})"))
         self._real: dict[tuple[int, int], tuple] = {}
 
-    def _reference(self, size: int, channels: int, space: FeatureSpace):
+    def load_reference(self, size: int, channels: int) -> None:
+        """Read the real images for samples of this size now (callers do it before sampling, so that a bad
+        reference fails before anything is sampled or written); kept for evaluate()."""
         key = (size, channels)
         if key not in self._real:
             self._real[key] = (*reference_and_floor(self.ref, size, channels, self.seed), {})
-        ref_imgs, floor_imgs, floor_from, feats = self._real[key]
+
+    def _reference(self, size: int, channels: int, space: FeatureSpace):
+        self.load_reference(size, channels)
+        ref_imgs, floor_imgs, floor_from, feats = self._real[(size, channels)]
         if space.name not in feats:
             feats[space.name] = (cached_features(space.extractor_id, ref_imgs, space.embed, self.cache_dir),
                                  cached_features(space.extractor_id, floor_imgs, space.embed, self.cache_dir))

@@ -135,9 +135,13 @@ def run_tokenizer(run_dir, cfg):
             run_dir = run_dir.parent.parent
         candidates.append(run_dir / "tokenizer")
     candidates.append(Path(cfg.tokenizer.path))
-    for path in candidates:
+    for i, path in enumerate(candidates):
         found = _loadable(path)
         if found is not None:
+            if i > 0:  # the fallback may be another (e.g. retrained) tokenizer: its images would be wrong
+                print(f"elt: warning: the run's own tokenizer {candidates[0]} is missing; using tokenizer.path "
+                      f"{path} instead, which gives wrong images unless it is the tokenizer the run was trained "
+                      f"with (copy that one into {candidates[0]})", file=sys.stderr)
             if found.is_file():  # a TorchScript file: loading it runs code that came with the run
                 print(f"elt: note: {found} is a TorchScript tokenizer, a program that runs when loaded: use run "
                       f"folders whose tokenizer you trust", file=sys.stderr)

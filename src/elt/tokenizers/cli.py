@@ -8,6 +8,10 @@ from pathlib import Path
 
 from ..atomic import write_text_atomic
 
+NO_SECTION = ("this config has no `tokenizer:` section: add one (see configs/mnist_masked.yaml) to train a "
+              "tokenizer")
+
+
 def _config_errors(fn):
     """Report tokenizer problems the way `elt` reports config problems (one line, exit status 2)."""
 
@@ -39,7 +43,7 @@ def train_from_config(cfg, out: str | None = None, force: bool = False, progress
 
     tcfg = getattr(cfg, "tokenizer", None)
     if tcfg is None:
-        raise ValueError("this config has no `tokenizer:` section: add one (see configs/) to train a tokenizer")
+        raise ValueError(NO_SECTION)
     train_cfg = getattr(cfg, "train", None)
     device = getattr(train_cfg, "device", "auto")
     out_dir = Path(out or tcfg.path)
@@ -51,11 +55,22 @@ def train_from_config(cfg, out: str | None = None, force: bool = False, progress
     return metrics
 
 
+def _gives_tokenizer(config: str, overrides: list[str]) -> bool:
+    """Whether the YAML file (or a tokenizer.* override) sets the tokenizer: a Config always has one, filled
+    with defaults, so the raw file is read."""
+    from ..config import parse_yaml
+
+    raw = parse_yaml(Path(config).read_text(), f"config file {config}")
+    return (isinstance(raw, dict) and "tokenizer" in raw) or any(o.startswith("tokenizer.") for o in overrides)
+
+
 @_config_errors
 def cmd_tokenizer_train(args) -> None:
     from ..config import load_config
 
     cfg = load_config(args.config, args.overrides)
+    if not _gives_tokenizer(args.config, args.overrides):
+        raise ValueError(f"{args.config}: {NO_SECTION}")
     train_from_config(cfg, args.out, force=args.force, progress=not args.no_progress)
 
 
@@ -79,8 +94,12 @@ def evaluate_dir(tok_path: str, data: str | None = None, split: str = "test", ba
 
 @_config_errors
 def cmd_tokenizer_eval(args) -> None:
+    from ..outputs import output_file
+
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.out:  # before the evaluation, not after it
+        output_file("--out", args.out, example="report.json")
     metrics = evaluate_dir(args.tok_dir, args.data, args.split, args.batch_size, progress=not args.no_progress)
     print(describe(metrics))
     if args.out:

@@ -88,6 +88,25 @@ def _eval_split(data_name: str, image_size, channels, train_data):
         return train_data, "train"
 
 
+TOKENIZER_FILES = ("config.yaml", "model.safetensors", "metrics.json")  # what train_tokenizer writes, at least
+RUN_MARKS = ("checkpoints", "latest")  # what a trained run folder holds
+
+
+def not_a_tokenizer_dir(path: Path) -> str | None:
+    """None when `path` may be replaced by a new tokenizer (an earlier tokenizer folder, or an empty folder);
+    else what it is instead."""
+    if not path.is_dir():
+        return "is a file, not a tokenizer folder"
+    if not any(path.iterdir()):
+        return None
+    if any((path / mark).exists() for mark in RUN_MARKS):
+        return "is a trained run folder (it holds checkpoints/ or latest), not a tokenizer folder"
+    missing = [name for name in TOKENIZER_FILES if not (path / name).is_file()]
+    if missing:
+        return f"is not a tokenizer folder (it lacks {', '.join(missing)})"
+    return None
+
+
 def train_tokenizer(tcfg: TokenizerConfig, data_name: str, out_dir, image_size: int | None = None,
                     channels: int | None = None, progress: bool = True, overwrite: bool = False,
                     device: str | torch.device | None = "auto") -> dict:
@@ -95,9 +114,15 @@ def train_tokenizer(tcfg: TokenizerConfig, data_name: str, out_dir, image_size: 
     model.safetensors, metrics.json, recon.png, log.jsonl) and return the metrics."""
     tcfg.validate()
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise TokenizerError(f"{out_dir} already exists: choose another output folder, or overwrite it "
-                             f"(`elt tokenizer train ... --force`), which invalidates generators trained on it")
+    if out_dir.exists():
+        other = not_a_tokenizer_dir(out_dir)
+        if other:  # never offer to replace it: --force only replaces what this function wrote
+            raise TokenizerError(f"{out_dir} {other}: choose another output folder "
+                                 f"(--out or tokenizer.path); only a folder written by `elt tokenizer train` "
+                                 f"may be replaced")
+        if not overwrite:
+            raise TokenizerError(f"{out_dir} already exists: choose another output folder, or overwrite it "
+                                 f"(`elt tokenizer train ... --force`), which invalidates generators trained on it")
     dev = resolve_device(device)
     data = load_dataset(data_name, "train", image_size=image_size, channels=channels)
     torch.manual_seed(tcfg.seed)  # initial weights and codebook restarts
