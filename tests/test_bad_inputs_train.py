@@ -102,6 +102,10 @@ CONFIG_ROWS = [
     ("family=video", r"family must be one of"),
     ("train.lr=[", r"override 'train.lr=\[' is not valid YAML.*fix the YAML syntax"),
     ("trainlr", r"override 'trainlr' is not of the form key=value"),
+    ("objective.t_std=.inf", r"objective.t_std must be a finite number"),
+    ("objective.t_mean=.nan", r"objective.t_mean must be a finite number"),
+    ("objective.kind=diffusion objective.schedule_shift=.nan", r"objective.schedule_shift must be a finite number"),
+    ("objective.kind=diffusion objective.sigmoid_bias=.inf", r"objective.sigmoid_bias must be a finite number"),
     ("train.seed=99999999999999999999999", r"train.seed must be an integer in 0\.\.2147483647"),
     ("train.seed=-1", r"train.seed must be an integer in 0\.\."),
     ("train.betas=[0.9,abc]", r"train.betas must be a list of 2 numbers"),
@@ -438,3 +442,30 @@ def test_a_corrupt_image_in_a_folder_is_named_when_indexed(junk, tiny_cfg_dict, 
     line = one_line(capsys.readouterr().err)
     assert rc == 2 and "unreadable image(s)" in line and str(bad) in line and "Remove or replace" in line, line
     assert not (tmp_path / "run").exists() and bad.read_bytes() == junk
+
+
+@pytest.mark.parametrize("env,pattern", [({"WORLD_SIZE": "2", "RANK": "0"}, r"MASTER_ADDR is not set: launch with"),
+                                         ({"LOCAL_RANK": "abc"}, r"must be integers: launch with torchrun")])
+def test_distributed_variables_without_torchrun(env, pattern, trained, tmp_path, monkeypatch, capsys):
+    import re
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    rc = main(["train", str(trained[0]), "--out", str(tmp_path / "run"), "--no-progress"])
+    line = one_line(capsys.readouterr().err)
+    assert rc == 2 and re.search(pattern, line), line
+    assert not (tmp_path / "run").exists()
+
+
+def test_guidance_on_a_run_without_a_null_label(tiny_cfg_dict, tmp_path, capsys):
+    cfg = tiny_cfg_dict()
+    cfg["train"]["label_dropout"] = 0.0
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "c.yaml"), "train.steps=1", "--out", str(tmp_path / "run"),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    rc = main(["sample", str(tmp_path / "run"), "--cfg", "3", "--per-class", "1", "--out", str(tmp_path / "s.npz")])
+    line = one_line(capsys.readouterr().err)
+    assert rc == 2 and "train.label_dropout=0 (no null label): sample with --cfg 1" in line, line
+    assert not (tmp_path / "s.npz").exists()

@@ -62,6 +62,9 @@ def _sampling_settings(args, cfg) -> tuple[int, float]:
     steps = _at_least_1("--steps", cfg.sample.steps if args.steps is None else args.steps)
     guidance = cfg.sample.cfg if args.cfg is None else args.cfg
     check_guidance("--cfg" if args.cfg is not None else "the run's sample.cfg", guidance)  # NaN/huge: black images
+    if guidance != 1 and cfg.train.label_dropout == 0:
+        raise ConfigError(f"--cfg {guidance:g} needs an unconditional model, but this run was trained with "
+                          f"train.label_dropout=0 (no null label): sample with --cfg 1")
     return steps, guidance
 
 
@@ -287,7 +290,7 @@ def cmd_eval(args) -> None:
         raise ConfigError(f"unexpected argument {args.data!r}: DATA is only for `elt eval train-classifier`; "
                           f"pass reference data as --ref {args.data}")
     _seed(args.seed)
-    out = _output_file("--out", args.out, example="report.json") if args.out else None
+    out = _output_file("--out", args.out, ".json", example="report.json") if args.out else None
     if not args.ref and not args.classifier:
         raise ConfigError("pass --ref DATA (FID, FD, precision/recall against real data) and/or --classifier "
                           "CLS_DIR (class-consistency)")

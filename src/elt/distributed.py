@@ -22,9 +22,20 @@ class DistInfo:
 
 def setup(device_pref: str = "auto") -> DistInfo:
     """Initialise the process group when launched by torchrun; pick the device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+    except ValueError:
+        from .config import ConfigError
+
+        raise ConfigError("WORLD_SIZE, RANK and LOCAL_RANK must be integers: launch with torchrun, or unset them "
+                          "for a one-process run") from None
+    if world > 1 and "MASTER_ADDR" not in os.environ:
+        from .config import ConfigError
+
+        raise ConfigError(f"WORLD_SIZE={world} but MASTER_ADDR is not set: launch with `torchrun --nproc_per_node="
+                          f"{world} -m elt.cli train ...`, or unset WORLD_SIZE and RANK for a one-process run")
     use_cuda = device_pref == "cuda" or (device_pref == "auto" and torch.cuda.is_available())
     if device_pref == "cuda" and not torch.cuda.is_available():
         from .config import ConfigError

@@ -67,7 +67,7 @@ def _check(opts: BenchOptions) -> None:
     if opts.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda, but this PyTorch sees no CUDA device: use --device cpu (or auto)")
     if opts.json_path:  # before the benchmark runs, not after it
-        output_file("--json", opts.json_path, example="bench.json")
+        output_file("--json", opts.json_path, ".json", example="bench.json")
 
 
 def _settings(opts: BenchOptions, cfg) -> dict:

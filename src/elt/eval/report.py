@@ -90,6 +90,9 @@ class QualityEvaluator:
         n, size, _, channels = samples.shape
         if n == 0:
             raise DataError("no samples to evaluate: sample at least one image per class")
+        if n <= self.pr_k:  # Fréchet distances need 2 samples, precision/recall k + 1
+            raise DataError(f"{n} samples are too few for the reference metrics (precision/recall with k = "
+                            f"{self.pr_k} need at least {self.pr_k + 1}): sample more, e.g. --per-class 10")
         if self.classifier is not None:  # check before any (slow) feature extraction
             check_input(self.classifier, samples)
             check_labels(labels, n)

@@ -27,6 +27,9 @@ class ObjectiveConfig:
     def validate(self) -> None:
         if self.kind not in ("rectified_flow", "diffusion"):
             raise ValueError(f"objective.kind must be 'rectified_flow' or 'diffusion', got {self.kind!r}")
+        for key in ("t_mean", "t_std", "schedule_shift", "sigmoid_bias"):
+            if not math.isfinite(getattr(self, key)):
+                raise ValueError(f"objective.{key} must be a finite number, got {getattr(self, key)}")
         if self.t_std <= 0:
             raise ValueError(f"objective.t_std must be > 0, got {self.t_std}")
         if self.schedule_shift <= 0:

@@ -99,7 +99,7 @@ def cmd_tokenizer_eval(args) -> None:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.out:  # before the evaluation, not after it
-        output_file("--out", args.out, example="report.json")
+        output_file("--out", args.out, ".json", example="report.json")
     metrics = evaluate_dir(args.tok_dir, args.data, args.split, args.batch_size, progress=not args.no_progress)
     print(describe(metrics))
     if args.out:

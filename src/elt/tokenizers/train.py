@@ -97,6 +97,8 @@ def not_a_tokenizer_dir(path: Path) -> str | None:
     else what it is instead."""
     if not path.is_dir():
         return "is a file, not a tokenizer folder"
+    if any((path.parent / mark).exists() for mark in RUN_MARKS):
+        return "is the tokenizer of a trained run (its generator was trained on it)"
     if not any(path.iterdir()):
         return None
     if any((path / mark).exists() for mark in RUN_MARKS):
