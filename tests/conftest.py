@@ -130,3 +130,13 @@ def interrupt_at(trainer, step: int) -> None:
     trainer.train_step = stop
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
+
+
+def tree_snapshot(*roots: Path) -> dict:
+    """Every file's bytes and mtime and every folder's mtime under the roots (for "nothing changed on disk")."""
+    snap = {}
+    for root in roots:
+        for p in sorted([root, *root.rglob("*")]):
+            st = p.stat()
+            snap[str(p)] = ("dir", st.st_mtime_ns) if p.is_dir() else (p.read_bytes(), st.st_mtime_ns)
+    return snap

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import write_tiny_image_folder
+from conftest import tree_snapshot, write_tiny_image_folder
 from elt.cli import main
 
 CLASSIFIER_SIZE = ["--image-size", "8", "--channels", "1"]
@@ -318,23 +318,13 @@ def _npy(tmp: Path, array: np.ndarray) -> Path:
     return tmp / "samples.npz.npy"
 
 
-def _snapshot(*roots: Path) -> dict:
-    """Every file's bytes and mtime and every folder's mtime under the roots."""
-    snap = {}
-    for root in roots:
-        for p in sorted([root, *root.rglob("*")]):
-            st = p.stat()
-            snap[str(p)] = ("dir", st.st_mtime_ns) if p.is_dir() else (p.read_bytes(), st.st_mtime_ns)
-    return snap
-
-
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
 def test_bad_input_gets_one_clear_line(row: Row, world: World, tmp_path, tmp_path_factory, monkeypatch, capsys):
     monkeypatch.setenv("ELT_CACHE", str(tmp_path_factory.mktemp("cache")))  # outside the snapshotted folders
     here = tmp_path / "row"
     here.mkdir()
     argv = [str(a) for a in row.build(world, here)]
-    before = _snapshot(world.root, here)
+    before = tree_snapshot(world.root, here)
     capsys.readouterr()
     rc = main(argv)
     err = capsys.readouterr().err
@@ -342,7 +332,7 @@ def test_bad_input_gets_one_clear_line(row: Row, world: World, tmp_path, tmp_pat
     assert rc == 2, f"exit code {rc}, stderr: {err!r}"
     assert len(lines) == 1 and lines[0].startswith("elt: error: "), f"not one `elt: error:` line: {err!r}"
     assert re.search(row.message, lines[0]), f"{lines[0]!r} does not match {row.message!r}"
-    assert _snapshot(world.root, here) == before, "files changed, appeared or vanished"
+    assert tree_snapshot(world.root, here) == before, "files changed, appeared or vanished"
 
 
 def test_rows_are_distinct():

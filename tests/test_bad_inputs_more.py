@@ -16,7 +16,7 @@ from typing import Callable
 import pytest
 import yaml
 
-from conftest import NUM_CLASSES, SIDE, write_tiny_image_folder
+from conftest import NUM_CLASSES, SIDE, tree_snapshot, write_tiny_image_folder
 from elt.cli import main
 
 # 8×8 grey images -> a 4×4 token grid over 16 codes; a 2-block generator looped up to 3 times.
@@ -183,23 +183,13 @@ ROWS = [
 ]
 
 
-def _snapshot(*roots: Path) -> dict:
-    """Every file's bytes and mtime and every folder's mtime under the roots."""
-    snap = {}
-    for root in roots:
-        for p in sorted([root, *root.rglob("*")]):
-            st = p.stat()
-            snap[str(p)] = ("dir", st.st_mtime_ns) if p.is_dir() else (p.read_bytes(), st.st_mtime_ns)
-    return snap
-
-
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
 def test_bad_input_gets_one_clear_line(row: Row, world: World, tmp_path, tmp_path_factory, monkeypatch, capsys):
     monkeypatch.setenv("ELT_CACHE", str(tmp_path_factory.mktemp("cache")))  # outside the snapshotted folders
     here = tmp_path / "row"
     here.mkdir()
     argv = [str(a) for a in row.build(world, here)]
-    before = _snapshot(world.root, here)
+    before = tree_snapshot(world.root, here)
     capsys.readouterr()
     rc = main(argv)
     err = capsys.readouterr().err
@@ -208,7 +198,7 @@ def test_bad_input_gets_one_clear_line(row: Row, world: World, tmp_path, tmp_pat
         lines = err.splitlines()
         assert len(lines) == 1 and lines[0].startswith("elt: error: "), f"not one `elt: error:` line: {err!r}"
         assert re.search(row.message, lines[0]), f"{lines[0]!r} does not match {row.message!r}"
-        assert _snapshot(world.root, here) == before, "files changed, appeared or vanished"
+        assert tree_snapshot(world.root, here) == before, "files changed, appeared or vanished"
         return
     lines = [line for line in err.splitlines() if line.startswith("elt:")]  # besides progress bars
     assert "Traceback" not in err
@@ -216,8 +206,8 @@ def test_bad_input_gets_one_clear_line(row: Row, world: World, tmp_path, tmp_pat
         assert not lines, f"unexpected `elt:` lines: {lines}"
     else:
         assert len(lines) == 1 and re.search(row.message, lines[0]), f"not the one expected line: {lines}"
-    assert _snapshot(world.root) == _under(before, world.root), "the shared inputs changed"
-    after = _snapshot(here)
+    assert tree_snapshot(world.root) == _under(before, world.root), "the shared inputs changed"
+    after = tree_snapshot(here)
     for path, entry in _under(before, here).items():
         assert entry[0] == "dir" or after.get(path) == entry, f"{path} changed or vanished"
     row.check(world, here)
