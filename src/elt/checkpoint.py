@@ -96,10 +96,11 @@ def find_checkpoint(path: str | Path, need_state: bool = False, warn=None) -> Pa
     root = path / "checkpoints"
     pointer = path / "latest"
     named = root / pointer.read_text().strip() if pointer.is_file() else None
-    if named is not None and (named.resolve().parent != root.resolve() or not named.name.startswith("step_")):
-        named = root / f"step_? (latest names {pointer.read_text().strip()!r}, outside {root})"  # never followed
     steps = sorted((p for p in root.glob("step_*") if p.is_dir()), reverse=True) if root.is_dir() else []
     broken = []
+    if named is not None and (named.resolve().parent != root.resolve() or not named.name.startswith("step_")):
+        broken.append(("latest", f"it names {pointer.read_text().strip()!r}, outside {root}; never followed"))
+        named = None
     for ckpt in ([named] if named is not None else []) + [p for p in steps if p != named]:
         problem = checkpoint_problem(ckpt, need_state) if ckpt.is_dir() else "it does not exist"
         if problem is None:
