@@ -272,7 +272,7 @@ class Trainer:
         if t.mode == "ilsd":  # the λ of the last step trained: 0 once the curriculum is complete
             summary["lambda_end"] = ilsd_lambda(max(0, self.step - 1), t.steps, t.lambda_decay)
             if stop_reason == "max_minutes" and summary["lambda_end"] > 0 and main:
-                tqdm.write(f"warning: stopped by train.max_minutes={t.max_minutes:g} at step {self.step} of "
+                tqdm.write(f"elt: warning: stopped by train.max_minutes={t.max_minutes:g} at step {self.step} of "
                            f"{t.steps}: the ILSD curriculum ended at λ = {summary['lambda_end']:.3f}, not 0, so "
                            f"the student never learned from distillation alone. Raise train.max_minutes, lower "
                            f"train.steps, or set train.lambda_decay <= {self.step / t.steps:.2f}", file=sys.stderr)
