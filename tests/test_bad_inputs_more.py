@@ -7,6 +7,8 @@ stderr (none, or the one warning of the row), that no earlier file changed, and 
 """
 from __future__ import annotations
 
+import copy
+
 import re
 import shutil
 from dataclasses import dataclass
@@ -16,23 +18,16 @@ from typing import Callable
 import pytest
 import yaml
 
-from conftest import NUM_CLASSES, SIDE, tree_snapshot, write_tiny_image_folder
+from conftest import tree_snapshot, write_tiny_image_folder
+from test_masked_e2e import TINY_MASKED as E2E_MASKED
 from elt.cli import main
 
-# 8×8 grey images -> a 4×4 token grid over 16 codes; a 2-block generator looped up to 3 times.
-TINY_MASKED = {
-    "family": "masked",
-    "tokenizer": {"base_channels": 8, "downsample": 1, "res_blocks": 0, "codebook_size": 16, "code_dim": 8,
-                  "steps": 4, "batch_size": 20, "lr": 3e-3, "warmup_steps": 2, "log_every": 2},
-    "model": {"image_size": SIDE, "channels": 1, "codebook_size": 16, "grid": 4, "dim": 32, "heads": 2,
-              "blocks": 2, "mlp_ratio": 2.0, "num_classes": NUM_CLASSES},
-    "objective": {"kind": "maskgit"},
-    "data": {"image_size": SIDE, "channels": 1},
-    "train": {"mode": "ilsd", "loops": 3, "min_loops": 1, "steps": 1, "batch_size": 8, "lr": 1e-3,
-              "warmup_steps": 1, "precision": "fp32", "device": "cpu", "log_every": 1, "sample_every": 0,
-              "ckpt_every": 100, "seed": 0},
-    "sample": {"steps": 2, "cfg": 1.0},
-}
+# the end-to-end tests' tiny masked config, made faster: 4 tokenizer steps, 1 generator step, no guidance
+TINY_MASKED = copy.deepcopy(E2E_MASKED)
+TINY_MASKED["tokenizer"].update(steps=4, log_every=2)
+TINY_MASKED["train"].update(steps=1, warmup_steps=1, log_every=1)
+del TINY_MASKED["train"]["label_dropout"]
+TINY_MASKED["sample"].update(steps=2, cfg=1.0)
 
 
 @dataclass
