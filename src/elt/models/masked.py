@@ -9,12 +9,14 @@ for classifier-free guidance either way. Token index `codebook_size` is [MASK].
 from __future__ import annotations
 
 from collections.abc import Sequence
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..nn.embed import LabelEmbedder, sincos_2d
+from ..budget import refuse_latents
+from ..nn.embed import LabelEmbedder, sincos_nd
 from ..nn.final import FinalLayer
 from ..nn.looped import LoopedCore, check_core_settings, check_loops
 
@@ -48,8 +50,14 @@ class MaskedModelConfig:
             raise ValueError(f"model.dim must be divisible by 4 (2-D sin-cos positions), got {self.dim}")
 
     @property
+    def token_grid(self) -> tuple[int, ...]:
+        """Tokens along each axis of the tokenizer's code grid: (grid, grid)."""
+        return (self.grid, self.grid)
+
+    @property
     def tokens(self) -> int:
-        return self.grid * self.grid
+        """T: tokens per sample (the grid, flattened in raster order)."""
+        return math.prod(self.token_grid)
 
     @property
     def mask_id(self) -> int:
@@ -65,7 +73,7 @@ class MaskedTransformer(nn.Module):
         self.cfg = cfg
         d = cfg.dim
         self.tok_embed = nn.Embedding(cfg.codebook_size + 1, d)  # + [MASK]
-        self.pos = nn.Parameter(sincos_2d(d, cfg.grid, cfg.grid)[None].clone())  # (1, T, D), learned
+        self.pos = nn.Parameter(sincos_nd(d, cfg.token_grid)[None].clone())  # (1, T, D), learned
         self.y_embed = LabelEmbedder(cfg.num_classes, d)
         self.core = LoopedCore(d, cfg.heads, cfg.blocks, cfg.mlp_ratio, cfg.qk_norm, cfg.attn_impl, cfg.mlp_act)
         self.head = FinalLayer(d, cfg.codebook_size)
@@ -81,22 +89,31 @@ class MaskedTransformer(nn.Module):
     def mask_id(self) -> int:
         return self.cfg.mask_id
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one sample: its token grid."""
+        return self.cfg.token_grid
+
     def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
         """Inputs of one forward call (tokens all [MASK], y) at `batch`, for FLOP counting and benchmarks."""
         return (torch.full((batch, self.cfg.tokens), self.mask_id, dtype=torch.long),
                 torch.zeros(batch, dtype=torch.long))
 
     def forward(self, tokens: torch.Tensor, y: torch.Tensor, loops: int,
-                exits: Sequence[int] | None = None) -> torch.Tensor | list[torch.Tensor]:
+                exits: Sequence[int] | None = None, latents: int | None = None
+                ) -> torch.Tensor | list[torch.Tensor]:
         """tokens: (B, T) int64 in [0, V] (V = [MASK]), y: (B,) labels (null_label = unconditional).
 
         Returns logits (B, T, V) after `loops` loops, or, if `exits` is given, one logits tensor per exit
-        (sorted ascending), all from one forward pass through the core.
+        (sorted ascending), all from one forward pass through the core. `latents` must stay None: this
+        model has no latent interface.
         """
         cfg = self.cfg
         if tokens.dim() != 2 or tokens.shape[1] != cfg.tokens:
-            raise ValueError(f"expected token ids of shape (B, {cfg.tokens}) (a {cfg.grid}x{cfg.grid} grid, "
-                             f"flattened), got {tuple(tokens.shape)}")
+            grid = "x".join(map(str, cfg.token_grid))
+            raise ValueError(f"expected token ids of shape (B, {cfg.tokens}) (a {grid} grid, flattened), "
+                             f"got {tuple(tokens.shape)}")
+        refuse_latents(latents)
         want = check_loops(loops, exits)
         h = self.tok_embed(tokens) + self.pos  # (B, T, D)
         c = self.y_embed(y)  # (B, D)

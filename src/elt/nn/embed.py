@@ -1,4 +1,4 @@
-"""Embeddings: timestep (sinusoidal + MLP), class labels with a null class, 2-D sin-cos positions."""
+"""Embeddings: timestep (sinusoidal + MLP), class labels with a null class, N-D sin-cos positions."""
 from __future__ import annotations
 
 import math
@@ -40,13 +40,29 @@ class LabelEmbedder(nn.Module):
         return self.table(y)
 
 
+def sincos_nd(dim: int, grid: tuple[int, ...]) -> torch.Tensor:
+    """Fixed N-D sin-cos position embedding, (prod(grid), dim), rows in raster order (first axis slowest).
+
+    Each axis gets dim / len(grid) channels, [sin, cos] of its coordinate at geometric frequencies, last axis
+    first: in 2-D this is MAE's / DiT's [x.sin, x.cos, y.sin, y.cos] layout, bit for bit."""
+    grid = tuple(int(g) for g in grid)
+    if not grid or any(g < 1 for g in grid):
+        raise ValueError(f"sincos position embedding needs a grid of positive sizes, got {grid}")
+    if dim % (2 * len(grid)) != 0:
+        raise ValueError(f"sincos position embedding on a {len(grid)}-D grid needs dim divisible by "
+                         f"{2 * len(grid)}, got {dim}")
+    n_freq = dim // (2 * len(grid))
+    omega = 1.0 / 10000 ** (torch.arange(n_freq, dtype=torch.float64) / n_freq)
+    coords = torch.meshgrid(*(torch.arange(g, dtype=torch.float64) for g in grid), indexing="ij")
+    parts = []
+    for axis in reversed(range(len(grid))):
+        out = coords[axis].reshape(-1, 1) * omega[None]  # (T, n_freq)
+        parts += [out.sin(), out.cos()]
+    return torch.cat(parts, dim=1).float()
+
+
 def sincos_2d(dim: int, h: int, w: int) -> torch.Tensor:
-    """Fixed 2-D sin-cos position embedding, (h·w, dim), rows in raster order."""
+    """Fixed 2-D sin-cos position embedding, (h·w, dim), rows in raster order (= sincos_nd(dim, (h, w)))."""
     if dim % 4 != 0:
         raise ValueError(f"sincos position embedding needs dim divisible by 4, got {dim}")
-    quarter = dim // 4
-    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
-    out_y = ys.reshape(-1, 1) * omega[None]
-    out_x = xs.reshape(-1, 1) * omega[None]
-    return torch.cat([out_x.sin(), out_x.cos(), out_y.sin(), out_y.cos()], dim=1).float()
+    return sincos_nd(dim, (h, w))

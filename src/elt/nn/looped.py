@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..budget import Budget
 from .block import AdaLNBlock
 
 
@@ -28,8 +29,7 @@ def check_core_settings(cfg) -> None:
 
 def check_loops(loops: int, exits: Sequence[int] | None = None) -> tuple[int, ...]:
     """Validate a loop count and exit list; return the sorted unique exits (default: just `loops`)."""
-    if isinstance(loops, bool) or not isinstance(loops, int) or loops < 1:
-        raise ValueError(f"loops must be an integer >= 1, got {loops!r}")
+    Budget(loops)  # the one loop-count check (BudgetError, a ValueError)
     if exits is None:
         return (loops,)
     if any(isinstance(e, bool) or int(e) != e for e in exits):
