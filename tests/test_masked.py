@@ -154,6 +154,7 @@ class Recorder(torch.nn.Module):
         super().__init__()
         self.model, self.calls = model, []
         self.cfg, self.mask_id, self.null_label = model.cfg, model.mask_id, model.null_label
+        self.sample_shape = model.sample_shape
 
     def forward(self, tokens, y, loops):
         self.calls.append((loops, int((tokens == self.mask_id).sum(1).max()), len(tokens)))

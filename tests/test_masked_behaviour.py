@@ -37,6 +37,7 @@ class StubModel(torch.nn.Module):
         super().__init__()
         grid = math.isqrt(tokens)
         self.cfg = SimpleNamespace(tokens=tokens, grid=grid, codebook_size=vocab)
+        self.sample_shape = (grid, grid)
         self.mask_id, self.null_label = vocab, num_classes
         self.logits_fn = logits_fn
         self.inputs, self.logits = [], []

@@ -1,6 +1,6 @@
 """Training processes for the flow family: rectified flow (default) and the paper's x0-diffusion.
 
-Both map clean images x0 (B, C, H, W) in [-1, 1] to (x_t, t, target, weight) and define the ground-truth
+Both map clean samples x0 (B, C, *spatial) in [-1, 1] to (x_t, t, target, weight) and define the ground-truth
 and distillation losses the ILSD combiner uses. Samplers live in `elt.sampling.flow`.
 """
 from __future__ import annotations
@@ -36,8 +36,13 @@ class ObjectiveConfig:
             raise ValueError(f"objective.schedule_shift must be > 0, got {self.schedule_shift}")
 
 
+def expand_like(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-sample values (B,) -> (B, 1, …, 1) with x's number of dimensions, to broadcast over x."""
+    return t.reshape(t.shape[0], *([1] * (x.dim() - 1)))
+
+
 def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    # (B, C, H, W) x2 -> (B,) mean over pixels, in fp32
+    # (B, C, *spatial) x2 -> (B,) mean over values, in fp32
     return (a.float() - b.float()).pow(2).flatten(1).mean(1)
 
 
@@ -60,7 +65,7 @@ class RectifiedFlow(_Process):
     def training_inputs(self, x0: torch.Tensor, noise: torch.Tensor, u: torch.Tensor):
         """u: (B,) standard normal draws (the step's randomness) -> (x_t, t, target, weight)."""
         t = torch.sigmoid(self.cfg.t_mean + self.cfg.t_std * u)  # logit-normal
-        tt = t.view(-1, 1, 1, 1)
+        tt = expand_like(t, x0)
         x_t = (1 - tt) * x0 + tt * noise
         return x_t, t, noise - x0, torch.ones_like(t)
 
@@ -104,7 +109,7 @@ class Diffusion(_Process):
         t = 0.5 * (1 + torch.erf(u / math.sqrt(2)))  # Φ(u): uniform on (0, 1)
         lam = self.logsnr(t)
         a, s = self.alpha_sigma(lam)
-        x_t = a.view(-1, 1, 1, 1) * x0 + s.view(-1, 1, 1, 1) * noise
+        x_t = expand_like(a, x0) * x0 + expand_like(s, x0) * noise
         return x_t, t, x0, self.weight(t)
 
 

@@ -1,6 +1,9 @@
 """Samplers for the flow family: Euler (rectified flow) and ancestral DDPM (x0 diffusion), with CFG.
 
-The loop count is just a sampler argument: `loops` may be an int or a per-step sequence.
+The solvers (`euler_solve`, `ddpm_solve`) take a denoiser `fn(x, t, y, step)` and a `BudgetSchedule`, so the
+compute of each step (loops, a cheaper unconditional branch, later latents) never reaches their code.
+`euler_sample` / `ddpm_sample` / `sample_images` are the same on a network with a loop count (an int or one
+per step) and a guidance scale.
 """
 from __future__ import annotations
 
@@ -8,41 +11,46 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ..budget import Budget, BudgetSchedule
 from ..objectives.flow import Diffusion, RectifiedFlow
-from .common import guided_call, loop_schedule, to_uint8
+from .common import guided_call, guided_fn, network_fn, to_uint8
+
+Denoiser = Callable[..., torch.Tensor]  # fn(x (B, *S), t (B,), y (B,), step: StepBudget) -> (B, *S)
+LoopSpec = int | Budget | Sequence[int | Budget] | BudgetSchedule
 
 
-def guided(model, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, loops: int, cfg: float) -> torch.Tensor:
-    """One prediction with classifier-free guidance: u + cfg·(c - u); cfg = 1 is plain conditional."""
-    return guided_call(model, (x, t), y, loops, cfg)
+def guided(model, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, loops: int | Budget, cfg: float,
+           uncond: int | Budget | None = None) -> torch.Tensor:
+    """One prediction with classifier-free guidance: u + cfg·(c - u); cfg = 1 is plain conditional.
+    `uncond`: the unconditional branch's loop count or budget (None: as the conditional one)."""
+    return guided_call(network_fn(model), (x, t), y, Budget.of(loops),
+                       None if uncond is None else Budget.of(uncond), cfg, null_label=model.null_label)
 
 
 @torch.no_grad()
-def euler_sample(model, process: RectifiedFlow, noise: torch.Tensor, y: torch.Tensor,
-                 loops: int | Sequence[int], steps: int, cfg: float = 1.0) -> torch.Tensor:
-    """Integrate dx/dt = v from t=1 (noise) to t=0 (data) in `steps` uniform Euler steps."""
+def euler_solve(denoise: Denoiser, noise: torch.Tensor, y: torch.Tensor, schedule: BudgetSchedule) -> torch.Tensor:
+    """Integrate dx/dt = v from t=1 (noise) to t=0 (data) in len(schedule) uniform Euler steps."""
     x = noise
-    ts = torch.linspace(1.0, 0.0, steps + 1)
-    for i, L in enumerate(loop_schedule(loops, steps)):
+    ts = torch.linspace(1.0, 0.0, len(schedule) + 1)
+    for i, step in enumerate(schedule):
         t = torch.full((x.shape[0],), float(ts[i]), device=x.device)
-        v = guided(model, x, t, y, L, cfg).float()
+        v = denoise(x, t, y, step).float()
         x = x + (ts[i + 1] - ts[i]).item() * v
     return x
 
 
 @torch.no_grad()
-def ddpm_sample(model, process: Diffusion, noise: torch.Tensor, y: torch.Tensor,
-                loops: int | Sequence[int], steps: int, cfg: float = 1.0,
-                step_noise: Callable[[int], torch.Tensor] | None = None) -> torch.Tensor:
-    """Ancestral sampling of q(x_s | x_t, x̂0) on `steps` uniform t from 1 to 0; returns x̂0 at the end.
+def ddpm_solve(denoise: Denoiser, process: Diffusion, noise: torch.Tensor, y: torch.Tensor,
+               schedule: BudgetSchedule, step_noise: Callable[[int], torch.Tensor] | None = None) -> torch.Tensor:
+    """Ancestral sampling of q(x_s | x_t, x̂0) on len(schedule) uniform t from 1 to 0; returns x̂0 at the end.
 
     `step_noise(i)` gives the fresh noise of step i (default: torch.randn from the global generator).
     """
-    x = noise
+    x, steps = noise, len(schedule)
     ts = torch.linspace(1.0, 0.0, steps + 1)
-    for i, L in enumerate(loop_schedule(loops, steps)):
+    for i, step in enumerate(schedule):
         t = torch.full((x.shape[0],), float(ts[i]), device=x.device)
-        x0 = guided(model, x, t, y, L, cfg).float()
+        x0 = denoise(x, t, y, step).float()
         if process.cfg.clip_x0:
             x0 = x0.clamp(-1, 1)
         if i == steps - 1:
@@ -60,11 +68,28 @@ def ddpm_sample(model, process: Diffusion, noise: torch.Tensor, y: torch.Tensor,
 
 
 @torch.no_grad()
-def sample_images(model, process, labels: torch.Tensor, loops: int | Sequence[int], steps: int,
-                  cfg: float = 1.0, seed: int = 0, batch_size: int = 250, progress=None,
-                  precision: str = "fp32") -> torch.Tensor:
-    """Generate one image per label -> uint8 (N, H, W, C), the ADM `.npz` layout.
+def euler_sample(model, process: RectifiedFlow, noise: torch.Tensor, y: torch.Tensor, loops: LoopSpec,
+                 steps: int, cfg: float = 1.0, uncond: LoopSpec | None = None) -> torch.Tensor:
+    """`euler_solve` on a network: `loops` per step (int or one per step), guidance `cfg`."""
+    return euler_solve(guided_fn(model, cfg), noise, y, BudgetSchedule.of(loops, steps, uncond))
 
+
+@torch.no_grad()
+def ddpm_sample(model, process: Diffusion, noise: torch.Tensor, y: torch.Tensor, loops: LoopSpec, steps: int,
+                cfg: float = 1.0, step_noise: Callable[[int], torch.Tensor] | None = None,
+                uncond: LoopSpec | None = None) -> torch.Tensor:
+    """`ddpm_solve` on a network: `loops` per step (int or one per step), guidance `cfg`."""
+    return ddpm_solve(guided_fn(model, cfg), process, noise, y, BudgetSchedule.of(loops, steps, uncond), step_noise)
+
+
+@torch.no_grad()
+def sample_images(model, process, labels: torch.Tensor, loops: LoopSpec, steps: int, cfg: float = 1.0,
+                  seed: int = 0, batch_size: int = 250, progress=None, precision: str = "fp32",
+                  uncond: LoopSpec | None = None) -> torch.Tensor:
+    """Generate one sample per label -> uint8 (N, H, W, C), the ADM `.npz` layout (for images).
+
+    `loops`: an int, a Budget, one per step, or a BudgetSchedule; `uncond` the unconditional branch's budget
+    (None: as the conditional one; a different one costs a second network call per step).
     `precision="bf16"` runs the network under bf16 autocast (the sampler state stays fp32).
     Noise for sample i depends only on (seed, i), so results do not depend on batch_size.
     """
@@ -72,17 +97,18 @@ def sample_images(model, process, labels: torch.Tensor, loops: int | Sequence[in
         raise ValueError(f"steps must be >= 1, got {steps}")
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
-    mc = model.cfg
+    schedule = BudgetSchedule.of(loops, steps, uncond)
+    denoise = guided_fn(model, cfg)
     device = next(model.parameters()).device
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     g = torch.Generator().manual_seed(seed)
-    noise_all = torch.randn(len(labels), mc.channels, mc.image_size, mc.image_size, generator=g)
+    noise_all = torch.randn(len(labels), *model.sample_shape, generator=g)  # (N, C, *spatial)
     out = []
     for start in range(0, len(labels), batch_size):
         y = labels[start:start + batch_size].to(device)
         noise = noise_all[start:start + batch_size].to(device)
         with amp:
-            x = _sample_batch(model, process, noise, y, loops, steps, cfg, seed, noise_all.shape,
+            x = _sample_batch(denoise, process, noise, y, schedule, seed, noise_all.shape,
                               slice(start, start + len(y)))
         out.append(to_uint8(x))
         if progress is not None:
@@ -90,10 +116,10 @@ def sample_images(model, process, labels: torch.Tensor, loops: int | Sequence[in
     return torch.cat(out)
 
 
-def _sample_batch(model, process, noise, y, loops, steps, cfg, seed, full_shape, sl):
+def _sample_batch(denoise, process, noise, y, schedule, seed, full_shape, sl):
     if isinstance(process, Diffusion):
         def step_noise(i: int) -> torch.Tensor:
             g_i = torch.Generator().manual_seed(seed * 1_000_003 + i + 1)  # the same for every batch
             return torch.randn(full_shape, generator=g_i)[sl]
-        return ddpm_sample(model, process, noise, y, loops, steps, cfg, step_noise)
-    return euler_sample(model, process, noise, y, loops, steps, cfg)
+        return ddpm_solve(denoise, process, noise, y, schedule, step_noise)
+    return euler_solve(denoise, noise, y, schedule)

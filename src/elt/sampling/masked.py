@@ -4,16 +4,23 @@ Start from all-[MASK]; at step k of K: predict every position, sample the masked
 τ_k = bias + scale·(1 − (k+1)/K), rank the new tokens by confidence log p + annealed Gumbel noise, and
 re-mask the least confident so that ⌊T·γ((k+1)/K)⌋ stay masked (γ: the mask schedule). Every step fixes at
 least one token and step K fixes the rest, so exactly K steps decode all T tokens. `loops` may differ per step.
+
+`decode_tokens` takes a logits callable `fn(tokens, y, step)` and a `BudgetSchedule`; `maskgit_decode` is the
+same on a network with a loop count (an int or one per step).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from ..objectives.masked import mask_ratio
-from .common import guided_call, loop_schedule, to_uint8
+from ..budget import Budget, BudgetSchedule
+from .common import guided_call, guided_fn, network_fn, to_uint8
+
+LogitsFn = Callable[..., torch.Tensor]  # fn(tokens (B, T), y (B,), step: StepBudget) -> fp32 logits (B, T, V)
+LoopSpec = int | Budget | Sequence[int | Budget] | BudgetSchedule
 
 
 @dataclass
@@ -35,9 +42,12 @@ class DecodeSettings:
             raise ValueError(f"choice_temperature must be >= 0, got {self.choice_temperature}")
 
 
-def guided_logits(model, tokens: torch.Tensor, y: torch.Tensor, loops: int, cfg: float) -> torch.Tensor:
-    """fp32 logits (B, T, V) with classifier-free guidance u + cfg·(c − u); cfg = 1 is plain conditional."""
-    return guided_call(model, (tokens,), y, loops, cfg, upcast=True)
+def guided_logits(model, tokens: torch.Tensor, y: torch.Tensor, loops: int | Budget, cfg: float,
+                  uncond: int | Budget | None = None) -> torch.Tensor:
+    """fp32 logits (B, T, V) with classifier-free guidance u + cfg·(c − u); cfg = 1 is plain conditional.
+    `uncond`: the unconditional branch's loop count or budget (None: as the conditional one)."""
+    return guided_call(network_fn(model), (tokens,), y, Budget.of(loops),
+                       None if uncond is None else Budget.of(uncond), cfg, null_label=model.null_label, upcast=True)
 
 
 def remask_counts(tokens: int, steps: int, schedule: str = "cosine") -> list[int]:
@@ -74,26 +84,27 @@ class NoiseSource:
 
 
 @torch.no_grad()
-def maskgit_decode(model, y: torch.Tensor, loops: int | Sequence[int], settings: DecodeSettings,
-                   noise: NoiseSource, trace: list | None = None) -> torch.Tensor:
-    """Decode one batch: y (B,) labels -> tokens (B, T) int64 in [0, V). `noise` gives the random draws.
-    `trace`, if given, receives one dict per step (step, loops, temperature, choice_scale, masked_after);
-    it only observes: the tokens are the same with or without it."""
-    T, mask_id = model.cfg.tokens, model.mask_id
+def decode_tokens(logits_fn: LogitsFn, y: torch.Tensor, schedule: BudgetSchedule, settings: DecodeSettings,
+                  noise: NoiseSource, tokens: int, mask_id: int, trace: list | None = None) -> torch.Tensor:
+    """Decode one batch: y (B,) labels -> tokens (B, T) int64 in [0, V), T = `tokens`, in len(schedule) =
+    settings.steps steps. `noise` gives the random draws. `trace`, if given, receives one dict per step (step,
+    loops, temperature, choice_scale, masked_after); it only observes: the tokens are the same without it."""
+    T, K = tokens, settings.steps
     settings.validate(T)
-    K = settings.steps
+    if len(schedule) != K:
+        raise ValueError(f"a budget schedule for {K} decoding steps has {len(schedule)} entries")
     tokens = torch.full((len(y), T), mask_id, dtype=torch.long, device=y.device)
     counts = remask_counts(T, K, settings.schedule)
-    for k, L in enumerate(loop_schedule(loops, K)):
+    for k, step in enumerate(schedule):
         unknown = tokens == mask_id  # (B, T)
-        logits = guided_logits(model, tokens, y, L, settings.cfg)  # (B, T, V)
+        logits = logits_fn(tokens, y, step)  # (B, T, V)
         temp = settings.temp_bias + settings.temp_scale * (1 - (k + 1) / K)
         g_tok, u_choice = noise.draw(k)  # (B, T, V) uniforms, (B, T) uniforms
         sampled = (logits / temp + _gumbel(g_tok.to(logits.device))).argmax(-1)  # Gumbel-max = categorical
         sampled = torch.where(unknown, sampled, tokens)
         anneal = settings.choice_temperature * (1 - (k + 1) / K)
         if trace is not None:
-            trace.append({"step": k, "loops": L, "temperature": temp, "choice_scale": anneal,
+            trace.append({"step": k, "loops": step.cond.loops, "temperature": temp, "choice_scale": anneal,
                           "masked_after": counts[k]})
         if counts[k] == 0:
             return sampled
@@ -106,28 +117,40 @@ def maskgit_decode(model, y: torch.Tensor, loops: int | Sequence[int], settings:
 
 
 @torch.no_grad()
-def sample_tokens(model, labels: torch.Tensor, loops: int | Sequence[int], settings: DecodeSettings, seed: int = 0,
-                  batch_size: int = 250, progress=None, precision: str = "fp32") -> torch.Tensor:
-    """Decode one token grid per label -> int64 (N, grid, grid)."""
+def maskgit_decode(model, y: torch.Tensor, loops: LoopSpec, settings: DecodeSettings, noise: NoiseSource,
+                   trace: list | None = None, uncond: LoopSpec | None = None) -> torch.Tensor:
+    """`decode_tokens` on a network: `loops` per step (int or one per step), guidance settings.cfg."""
+    settings.validate(model.cfg.tokens)
+    schedule = BudgetSchedule.of(loops, settings.steps, uncond)
+    return decode_tokens(guided_fn(model, settings.cfg, upcast=True), y, schedule, settings, noise,
+                         model.cfg.tokens, model.mask_id, trace)
+
+
+@torch.no_grad()
+def sample_tokens(model, labels: torch.Tensor, loops: LoopSpec, settings: DecodeSettings, seed: int = 0,
+                  batch_size: int = 250, progress=None, precision: str = "fp32",
+                  uncond: LoopSpec | None = None) -> torch.Tensor:
+    """Decode one token grid per label -> int64 (N, *model.sample_shape)."""
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
     device = next(model.parameters()).device
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    g, out = model.cfg.grid, []
+    out = []
     for start in range(0, len(labels), batch_size):
         y = labels[start:start + batch_size].to(device)
         noise = NoiseSource(seed, range(start, start + len(y)), model.cfg.tokens, model.cfg.codebook_size)
         with amp:
-            toks = maskgit_decode(model, y, loops, settings, noise)
-        out.append(toks.view(-1, g, g).cpu())
+            toks = maskgit_decode(model, y, loops, settings, noise, uncond=uncond)
+        out.append(toks.view(-1, *model.sample_shape).cpu())
         if progress is not None:
             progress.update(len(y))
     return torch.cat(out)
 
 
 @torch.no_grad()
-def sample_images(model, tokenizer, labels: torch.Tensor, loops: int | Sequence[int], settings: DecodeSettings,
-                  seed: int = 0, batch_size: int = 250, progress=None, precision: str = "fp32") -> torch.Tensor:
+def sample_images(model, tokenizer, labels: torch.Tensor, loops: LoopSpec, settings: DecodeSettings,
+                  seed: int = 0, batch_size: int = 250, progress=None, precision: str = "fp32",
+                  uncond: LoopSpec | None = None) -> torch.Tensor:
     """Decode tokens and map them to pixels with the tokenizer -> uint8 (N, H, W, C)."""
-    tokens = sample_tokens(model, labels, loops, settings, seed, batch_size, progress, precision)
+    tokens = sample_tokens(model, labels, loops, settings, seed, batch_size, progress, precision, uncond)
     return torch.cat([to_uint8(tokenizer.decode(tokens[i:i + 500])) for i in range(0, len(tokens), 500)])
