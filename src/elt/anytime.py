@@ -11,20 +11,27 @@ from typing import Callable
 
 import torch
 
+from .budget import Budget
+
 
 @torch.no_grad()
-def forward_flops(model: torch.nn.Module, loops: int) -> int:
-    """FLOPs of one forward pass for one sample at `loops`, counted by torch.utils.flop_counter."""
+def forward_flops(model: torch.nn.Module, loops: int | Budget) -> int:
+    """FLOPs of one forward pass for one sample at `loops` (a count or a Budget), counted by
+    torch.utils.flop_counter."""
     from .bench.flops import count_flops
 
-    inputs = model.example_inputs(1)
-    return count_flops(lambda: model(*inputs, loops=loops))[0]
+    inputs, kwargs = model.example_inputs(1), Budget.of(loops).model_kwargs()
+    return count_flops(lambda: model(*inputs, **kwargs))[0]
 
 
-def gflops_per_sample(model: torch.nn.Module, loops: int, steps: int, guidance: float) -> float:
-    """Network evaluations per sample (steps, ×2 with classifier-free guidance) × forward FLOPs, in GFLOPs."""
-    evaluations = steps * (2 if guidance != 1 else 1)
-    return evaluations * forward_flops(model, loops) / 1e9
+def gflops_per_sample(model: torch.nn.Module, loops: int | Budget, steps: int, guidance: float,
+                      uncond: int | Budget | None = None) -> float:
+    """Network evaluations per sample (steps, ×2 with classifier-free guidance) × forward FLOPs, in GFLOPs.
+    With guidance, `uncond` (None: as `loops`) is the unconditional branch's budget."""
+    if guidance == 1 or uncond is None or Budget.of(uncond) == Budget.of(loops):
+        evaluations = steps * (2 if guidance != 1 else 1)
+        return evaluations * forward_flops(model, loops) / 1e9
+    return steps * (forward_flops(model, loops) + forward_flops(model, uncond)) / 1e9
 
 
 def sweep(model, sample: Callable[[torch.Tensor, int, int], torch.Tensor], evaluator, labels: torch.Tensor,

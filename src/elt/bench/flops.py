@@ -23,7 +23,7 @@ class Arch:
     tokens: int  # T
     dim: int  # D
     mlp_hidden: int  # hidden width of the MLP
-    patch_dim: int  # P = p·p·C (pixels per token)
+    patch_dim: int  # P = prod(patch)·C (values per token)
     block_calls: int  # transformer-block applications (unique blocks × loops)
     ada_evals: int  # adaLN modulations computed, D -> 6D each
     t_mlp_evals: int  # timestep MLPs evaluated (freq_dim -> D -> D)
@@ -48,7 +48,7 @@ def analytic_forward_flops(a: Arch) -> int:
 def flow_arch(model_cfg, blocks: int, loops: int, exits: int = 1) -> Arch:
     """Arch of elt's FlowTransformer: modulations once per unique block, reused by every loop."""
     c = model_cfg
-    return Arch(tokens=c.grid ** 2, dim=c.dim, mlp_hidden=int(c.dim * c.mlp_ratio), patch_dim=c.patch ** 2 * c.channels,
+    return Arch(tokens=c.num_tokens, dim=c.dim, mlp_hidden=int(c.dim * c.mlp_ratio), patch_dim=c.patch_dim,
                 block_calls=blocks * loops, ada_evals=blocks, t_mlp_evals=1, final_exits=exits)
 
 
@@ -56,7 +56,7 @@ def dit_arch(model_cfg, layers: int) -> Arch:
     """Arch of diffusers' DiTTransformer2DModel: every block embeds (t, y) itself (its own timestep MLP and
     adaLN), and the output layer embeds (t, y) once more with block 0's embedder; MLP hidden is 4·D."""
     c = model_cfg
-    return Arch(tokens=c.grid ** 2, dim=c.dim, mlp_hidden=4 * c.dim, patch_dim=c.patch ** 2 * c.channels,
+    return Arch(tokens=c.num_tokens, dim=c.dim, mlp_hidden=4 * c.dim, patch_dim=c.patch_dim,
                 block_calls=layers, ada_evals=layers, t_mlp_evals=layers + 1, final_exits=1)
 
 

@@ -93,20 +93,21 @@ def autocast_factory(device: torch.device, precision: str) -> Callable[[], conte
 
 
 def sample_inputs(cfg: Config, batch: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
-    """x (B, C, H, W) noise-like, t (B,) in (0, 1), y (B,) class labels: one conditional sampling step, no CFG."""
+    """x (B, *input_shape) noise-like, t (B,) in (0, 1), y (B,) class labels: one conditional sampling step,
+    no CFG."""
     m, g = cfg.model, torch.Generator().manual_seed(seed)
-    return {"x": torch.randn(batch, m.channels, m.image_size, m.image_size, generator=g).to(device),
+    return {"x": torch.randn(batch, *m.input_shape, generator=g).to(device),
             "t": torch.rand(batch, generator=g).to(device),
             "y": torch.randint(0, m.num_classes, (batch,), generator=g).to(device)}
 
 
 def train_inputs(cfg: Config, batch: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
-    """x0 (B, C, H, W) in [-1, 1], noise, u (B,), labels with the config's label dropout (null label)."""
+    """x0 (B, *input_shape) in [-1, 1], noise, u (B,), labels with the config's label dropout (null label)."""
     m, g = cfg.model, torch.Generator().manual_seed(seed)
     y = torch.randint(0, m.num_classes, (batch,), generator=g)
     drop = torch.rand(batch, generator=g) < cfg.train.label_dropout
-    return {"x0": torch.rand(batch, m.channels, m.image_size, m.image_size, generator=g).to(device) * 2 - 1,
-            "noise": torch.randn(batch, m.channels, m.image_size, m.image_size, generator=g).to(device),
+    return {"x0": torch.rand(batch, *m.input_shape, generator=g).to(device) * 2 - 1,
+            "noise": torch.randn(batch, *m.input_shape, generator=g).to(device),
             "u": torch.randn(batch, generator=g).to(device),
             "y": torch.where(drop, torch.full_like(y, m.num_classes), y).to(device)}
 

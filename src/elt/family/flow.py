@@ -45,11 +45,12 @@ class FlowFamily:
         return self.process.dist_loss(student, teacher, b["weight"])
 
     def sampler(self, model, run_dir=None):
-        """sampler(labels, loops, steps, guidance, seed, batch_size, progress, precision) -> uint8 (N, H, W, C);
-        batch_size None = SAMPLE_BATCH."""
+        """A Sampler: sampler(SampleRequest) or sampler(labels, loops, steps, guidance, seed, batch_size,
+        progress, precision) -> uint8 (N, H, W, C); batch_size None = SAMPLE_BATCH."""
         from ..sampling.flow import sample_images
+        from ..sampling.request import Sampler
 
-        def sample(labels, loops, steps, guidance=1.0, seed=0, batch_size=None, progress=None, precision="fp32"):
-            return sample_images(model, self.process, labels, loops, steps, guidance, seed,
-                                 batch_size or self.SAMPLE_BATCH, progress, precision)
-        return sample
+        def run(r):
+            return sample_images(model, self.process, r.labels, r.loops, r.steps, r.guidance, r.seed,
+                                 r.batch_size or self.SAMPLE_BATCH, r.progress, r.precision, uncond=r.uncond)
+        return Sampler(run)

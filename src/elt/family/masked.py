@@ -87,8 +87,10 @@ class MaskedFamily:
 
     # ---- sampling ------------------------------------------------------------------------------------------
     def sampler(self, model, run_dir=None):
-        """sampler(labels, loops, steps, guidance, seed, batch_size, progress, precision) -> uint8 (N, H, W, C)."""
+        """A Sampler: sampler(SampleRequest) or sampler(labels, loops, steps, guidance, seed, batch_size,
+        progress, precision) -> uint8 (N, H, W, C); batch_size None = SAMPLE_BATCH."""
         from ..sampling.masked import DecodeSettings, sample_images
+        from ..sampling.request import Sampler
 
         tokenizer = run_tokenizer(run_dir, self.cfg)
         check_tokenizer(tokenizer, self.cfg.model)
@@ -97,15 +99,15 @@ class MaskedFamily:
         if hasattr(tokenizer, "to"):
             tokenizer = tokenizer.to(device)
 
-        def sample(labels, loops, steps, guidance=1.0, seed=0, batch_size=None, progress=None, precision="fp32"):
-            settings = DecodeSettings(steps, guidance, s.temp_bias, s.temp_scale, s.choice_temperature, sched)
+        def run(r):
+            settings = DecodeSettings(r.steps, r.guidance, s.temp_bias, s.temp_scale, s.choice_temperature, sched)
             try:
                 settings.validate(model.cfg.tokens)
             except ValueError as e:
                 raise ConfigError(str(e)) from None
-            return sample_images(model, tokenizer, labels, loops, settings, seed, batch_size or self.SAMPLE_BATCH,
-                                 progress, precision)
-        return sample
+            return sample_images(model, tokenizer, r.labels, r.loops, settings, r.seed,
+                                 r.batch_size or self.SAMPLE_BATCH, r.progress, r.precision, uncond=r.uncond)
+        return Sampler(run)
 
 
 def _loadable(path: Path) -> Path | None:
