@@ -95,6 +95,8 @@ def test_guided_call_is_one_batched_call_for_equal_budgets_and_two_for_different
     fn = Counting()
     guided_call(fn, (x,), y, Budget(2), Budget(1), 1.0, null_label=9)
     assert fn.calls == [(4, 2)]  # no guidance: no unconditional branch at all
+    with pytest.raises(TypeError, match="guided_call takes Budgets"):
+        guided_call(fn, (x,), y, 2, 3.0)  # the old (loops, cfg) positional form
 
 
 class Recorder(nn.Module):

@@ -30,6 +30,9 @@ def guided_call(model_fn: Callable[..., torch.Tensor], inputs: tuple[torch.Tenso
     The conditional branch runs at `cond`, the unconditional one (null label) at `uncond` (None: `cond`).
     Equal budgets make one batched call on the inputs repeated; different budgets make two calls.
     `upcast` mixes in fp32."""
+    if not isinstance(cond, Budget) or not (uncond is None or isinstance(uncond, Budget)):
+        raise TypeError(f"guided_call takes Budgets (cond, uncond), got {cond!r}, {uncond!r}: wrap a loop count "
+                        f"as Budget(loops) and pass the guidance scale as cfg=")
     if cfg == 1.0:
         out = model_fn(*inputs, y, cond)
         return out.float() if upcast else out

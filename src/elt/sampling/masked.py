@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..objectives.masked import mask_ratio
 from ..budget import Budget, BudgetSchedule
+from ..objectives.masked import mask_ratio
 from .common import guided_call, guided_fn, network_fn, to_uint8
 
 LogitsFn = Callable[..., torch.Tensor]  # fn(tokens (B, T), y (B,), step: StepBudget) -> fp32 logits (B, T, V)
