@@ -93,3 +93,13 @@ def expand_size(raw: dict, family: str) -> dict:
     if "train" not in raw or isinstance(raw["train"], dict):
         out["train"] = {"loops": entry.loops, **train}
     return out
+
+
+def size_overrides(name: str) -> list[str]:
+    """`key=value` overrides that select size `name` over whatever a config file says (`elt train --model`):
+    `model.size` plus every key the size sets, so only overrides given after them change the named model."""
+    import json
+
+    entry = model_size(name)
+    return ([f"model.size={name}"] + [f"model.{k}={json.dumps(v)}" for k, v in entry.model.items()]
+            + [f"train.loops={entry.loops}"])
