@@ -171,6 +171,11 @@ ROWS = [
         r"--out \S*rep is a folder: name a file ending in \.json instead, e\.g\. \S*rep/report\.json"),
     Row("tokenizer eval --out under a file", lambda w, t: _tok_eval(w, _old_file(t, "f") / "r.json"),
         r"--out \S*r\.json: \S*f is a file, not a folder: choose another path"),
+    Row("sample --out whose .json record is a folder",
+        lambda w, t: ["sample", w.run, "--out", t / "x.npz", "--steps", "1", (_mkdir(t / "x.json"), "--seed")[1],
+                      "0"],
+        r"--out \S*x\.npz: the record \S*x\.json written beside it is a folder: move it away or choose another "
+        r"--out name"),
     Row("sample a masked run whose tokenizer folder is gone", _masked_run_without_tokenizer,
         r"^elt: warning: the run's own tokenizer \S*mrun/tokenizer is missing; using tokenizer\.path \S*tok "
         r"instead, which gives wrong images unless it is the tokenizer the run was trained with", rc=0,
