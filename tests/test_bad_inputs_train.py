@@ -117,7 +117,6 @@ CONFIG_ROWS = [
     ("model.size=3", r"model.size must be a string naming a model size, got 3: choose one of ELT-MNIST/7-2x4"),
     ("model.size=ELT-MaskGIT-MNIST-2x4", r"model.size 'ELT-MaskGIT-MNIST-2x4' is a masked-family model but the "
                                          r"config has family: flow; set family: masked or pick a flow-family size"),
-    ("model.size=ELT-MNIST/7-2x4", r"model.patch=7 does not divide model.image_size=8"),  # the size's keys apply
 ]
 if not torch.cuda.is_available():
     CONFIG_ROWS.append(("train.device=cuda", r"train.device=cuda but no CUDA device is visible: use train.device=cpu"))
