@@ -122,6 +122,11 @@ def _two_grids(w: World, t: Path) -> None:
     assert grids == sorted([f"anytime_{w.root.name}_run.png", "anytime_other_run.png"]), grids
 
 
+def _sample_beside_a_folder(w: World, t: Path) -> list:
+    _mkdir(t / "x.json")  # where `elt sample --out x.npz` writes its record
+    return ["sample", w.run, "--out", t / "x.npz", "--steps", "1"]
+
+
 def _wrote_samples(w: World, t: Path) -> None:
     assert (t / "x.npz").is_file()
 
@@ -171,6 +176,9 @@ ROWS = [
         r"--out \S*rep is a folder: name a file ending in \.json instead, e\.g\. \S*rep/report\.json"),
     Row("tokenizer eval --out under a file", lambda w, t: _tok_eval(w, _old_file(t, "f") / "r.json"),
         r"--out \S*r\.json: \S*f is a file, not a folder: choose another path"),
+    Row("sample --out whose .json record is a folder", _sample_beside_a_folder,
+        r"--out \S*x\.npz: the record \S*x\.json written beside it is a folder: move it away or choose another "
+        r"--out name"),
     Row("sample a masked run whose tokenizer folder is gone", _masked_run_without_tokenizer,
         r"^elt: warning: the run's own tokenizer \S*mrun/tokenizer is missing; using tokenizer\.path \S*tok "
         r"instead, which gives wrong images unless it is the tokenizer the run was trained with", rc=0,

@@ -113,6 +113,10 @@ CONFIG_ROWS = [
     ("tokenizer.codebook_size=-1", r"tokenizer: masked-family settings in a family: flow config; remove them"),
     ("sample.temp_bias=0.7", r"sample.temp_bias: masked-family settings in a family: flow config"),
     ("train.label_dropout=0 sample.cfg=3", r"sample.cfg=3 needs an unconditional model.*set train.label_dropout"),
+    ("model.size=ELT-Nope", r"unknown model size 'ELT-Nope': choose one of ELT-MNIST/7-2x4, "),
+    ("model.size=3", r"model.size must be a string naming a model size, got 3: choose one of ELT-MNIST/7-2x4"),
+    ("model.size=ELT-MaskGIT-MNIST-2x4", r"model.size 'ELT-MaskGIT-MNIST-2x4' is a masked-family model but the "
+                                         r"config has family: flow; set family: masked or pick a flow-family size"),
 ]
 if not torch.cuda.is_available():
     CONFIG_ROWS.append(("train.device=cuda", r"train.device=cuda but no CUDA device is visible: use train.device=cpu"))

@@ -78,6 +78,47 @@ def test_sample_npz_and_grid(trained, tmp_path, capsys):
     assert d3["arr_0"].shape == (3, 8, 8, 1) and d3["arr_1"].tolist() == [2, 0, 2]
 
 
+
+def test_sample_writes_a_record_beside_the_npz(trained, tmp_path, capsys):
+    """OUT.json: the request (run, checkpoint step, loops, steps, guidance, seed, labels, precision), the wall time
+    and the counted GFLOPs per sample; a per-step loop schedule costs the sum of its steps."""
+    from elt.anytime import gflops_per_sample
+    from elt.models import from_pretrained
+
+    _, run = trained
+    npz = tmp_path / "s.npz"
+    assert main(["sample", str(run), "--out", str(npz), "--per-class", "2", "--steps", "2", "--loops", "3",
+                 "--cfg", "2", "--seed", "7", "--precision", "fp32"]) == 0, _err(capsys)
+    record = json.loads((tmp_path / "s.json").read_text())
+    assert {k: record[k] for k in ("run", "checkpoint_step", "loops", "steps", "cfg", "seed", "precision",
+                                   "batch_size")} == {"run": str(run), "checkpoint_step": 4, "loops": 3,
+                                                      "steps": 2, "cfg": 2.0, "seed": 7, "precision": "fp32",
+                                                      "batch_size": None}
+    assert record["labels"] == {"n": 6, "classes": [0, 1, 2], "per_class": 2}
+    assert record["wall_seconds"] > 0
+    model, _ = from_pretrained(run)
+    assert record["gflops_per_sample"] == pytest.approx(gflops_per_sample(model, 3, 2, 2.0))
+    assert "s.json" in capsys.readouterr().out
+    sched = tmp_path / "sched.npz"
+    assert main(["sample", str(run), "--out", str(sched), "--labels", "1", "1", "0", "--steps", "2",
+                 "--loops", "1,4", "--cfg", "1", "--precision", "fp32"]) == 0, _err(capsys)
+    record = json.loads((tmp_path / "sched.json").read_text())
+    assert record["loops"] == [1, 4] and record["labels"] == {"n": 3, "classes": [0, 1], "per_class": None}
+    assert record["gflops_per_sample"] == pytest.approx(gflops_per_sample(model, 1, 1, 1.0)
+                                                        + gflops_per_sample(model, 4, 1, 1.0))
+
+
+def test_anytime_runs_from_python(trained, tmp_path):
+    """The any-time run is a library call: the same grid as `elt anytime`, and its messages go to `log`."""
+    from elt.anytime_run import AnytimeOptions, run_anytime
+
+    _, run = trained
+    lines: list[str] = []
+    assert run_anytime(AnytimeOptions(runs=[str(run)], out=str(tmp_path / "a"), steps=1, max_loops=2,
+                                      precision="fp32"), log=lines.append) is None  # nothing evaluated
+    assert (tmp_path / "a" / "anytime.png").is_file()
+    assert any("columns: loops [1, 2]" in line for line in lines)
+
 def test_anytime_grid(trained, tmp_path, capsys):
     _, run = trained
     out = tmp_path / "any"
@@ -244,6 +285,20 @@ def test_sample_bad_labels(trained, tmp_path, capsys):
     _, run = trained
     rc = main(["sample", str(run), "--out", str(tmp_path / "x.npz"), "--labels", "0", "7"])
     assert rc == 2 and "outside 0..2" in _err(capsys)
+
+
+def test_train_model_flag_names_a_size(trained, tmp_path, capsys):
+    """`--model SIZE` replaces the config file's architecture (the MNIST size expects 28×28 images, which the
+    tiny 8×8 data set does not give); overrides after it still win; an unknown size is a usage error listing
+    the choices."""
+    cfg_path, _ = trained
+    rc = main(["train", str(cfg_path), "--model", "ELT-MNIST/7-2x4", "--out", str(tmp_path / "r")])
+    assert rc == 2 and "but the model expects (1, 28, 28)" in _err(capsys)
+    rc = main(["train", str(cfg_path), "--model", "ELT-MNIST/7-2x4", "model.patch=3", "--out", str(tmp_path / "r")])
+    assert rc == 2 and "model.patch=3 does not divide model.image_size=28" in _err(capsys)
+    with pytest.raises(SystemExit) as e:
+        main(["train", str(cfg_path), "--model", "ELT-Nope", "--out", str(tmp_path / "r")])
+    assert e.value.code == 2 and "ELT-MNIST/7-2x4" in _err(capsys)
 
 
 def test_usage_error_exits_2(capsys):

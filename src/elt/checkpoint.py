@@ -22,8 +22,7 @@ from .atomic import write_text_atomic
 from .config import Config, ConfigError, config_from_dict, dump_config, parse_yaml, read_text
 
 
-class CheckpointError(RuntimeError):
-    """A missing, unreadable or incompatible checkpoint."""
+from .errors import CheckpointError  # noqa: E402  (defined with the project's other errors)
 
 
 def save_checkpoint(run_dir: str | Path, step: int, cfg: Config, ema_state: dict, train_state: dict,

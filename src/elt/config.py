@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,23 +9,18 @@ from typing import Any
 
 import yaml
 
+from .errors import ConfigError
 from .models.flow import FlowModelConfig
 from .models.masked import MaskedModelConfig
+from .models.registry import expand_size
 from .objectives.flow import ObjectiveConfig
 from .objectives.ilsd import MODES
 from .objectives.masked import MaskedObjectiveConfig
+from .schema import build, field_hints, section_choices
 from .tokenizers.config import TokenizerConfig
 
 FAMILIES = ("flow", "masked")
 MASKED_SAMPLE_KEYS = ("temp_bias", "temp_scale", "choice_temperature")
-# the `model` and `objective` sections differ per family
-FAMILY_SECTIONS = {"flow": {"model": FlowModelConfig, "objective": ObjectiveConfig},
-                   "masked": {"model": MaskedModelConfig, "objective": MaskedObjectiveConfig}}
-
-
-class ConfigError(ValueError):
-    """A configuration problem, with the key at fault and how to fix it."""
-
 
 SEED_MAX = 2**31 - 1  # seeds are mixed with the step as (seed·1000003 + step)·7: this keeps that in int64
 GUIDANCE_MAX = 100.0  # classifier-free guidance beyond this saturates every pixel
@@ -78,11 +72,27 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
+    """Sampling defaults of `elt sample` / `elt anytime` (the flow family's whole `sample` section)."""
+
     steps: int = 20  # flow: integration steps; masked: decoding steps K
     cfg: float = 1.0
-    temp_bias: float = 0.5  # masked only: sampling temperature τ_k = temp_bias + temp_scale·(1 − (k+1)/K)
+
+
+@dataclass
+class MaskedSampleConfig(SampleConfig):
+    """The masked family's `sample` section: the shared keys plus MaskGIT's decoding temperatures."""
+
+    temp_bias: float = 0.5  # sampling temperature τ_k = temp_bias + temp_scale·(1 − (k+1)/K)
     temp_scale: float = 0.8
-    choice_temperature: float = 4.5  # masked only: annealed Gumbel noise on the re-masking confidence
+    choice_temperature: float = 4.5  # annealed Gumbel noise on the re-masking confidence
+
+
+# the sections whose class depends on the family; None: the family takes no such section
+FAMILY_SECTIONS: dict[str, dict[str, type | None]] = {
+    "flow": {"model": FlowModelConfig, "objective": ObjectiveConfig, "sample": SampleConfig, "tokenizer": None},
+    "masked": {"model": MaskedModelConfig, "objective": MaskedObjectiveConfig, "sample": MaskedSampleConfig,
+               "tokenizer": TokenizerConfig},
+}
 
 
 @dataclass
@@ -92,8 +102,8 @@ class Config:
     objective: ObjectiveConfig | MaskedObjectiveConfig = field(default_factory=ObjectiveConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    sample: SampleConfig = field(default_factory=SampleConfig)
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)  # masked family only
+    sample: SampleConfig | MaskedSampleConfig = field(default_factory=SampleConfig)
+    tokenizer: TokenizerConfig | None = None  # masked family only
 
     # ---- derived -------------------------------------------------------------------------------------
     @property
@@ -111,9 +121,11 @@ class Config:
         if self.family not in FAMILIES:
             raise ConfigError(f"family must be one of {FAMILIES}, got {self.family!r}")
         want = FAMILY_SECTIONS[self.family]
-        if not isinstance(self.model, want["model"]) or not isinstance(self.objective, want["objective"]):
-            raise ConfigError(f"family {self.family!r} needs model: {want['model'].__name__} and objective: "
-                              f"{want['objective'].__name__}; build configs with load_config/config_from_dict")
+        wrong = [key for key, cls in want.items() if type(getattr(self, key)) is not (cls or type(None))]
+        if wrong:
+            needs = ", ".join(f"{key}: {cls.__name__ if cls else 'None'}" for key, cls in want.items())
+            raise ConfigError(f"family {self.family!r} needs {needs} (wrong: {', '.join(wrong)}); build configs "
+                              f"with load_config/config_from_dict")
         if t.mode not in MODES:
             raise ConfigError(f"train.mode must be one of {MODES}, got {t.mode!r}")
         if t.loops < 1:
@@ -191,72 +203,18 @@ class Config:
                               f"image: use at most {m.tokens}")
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["train"]["betas"] = list(d["train"]["betas"])
-        if self.family != "masked":  # the tokenizer section only matters to the masked family
-            del d["tokenizer"]
-            for key in MASKED_SAMPLE_KEYS:
-                del d["sample"][key]
-        return d
+        """Plain data for YAML: tuples become lists; an optional section left unset (None) is left out."""
+        return _plain(self)
 
 
-def _build(cls, values: Any, where: str, sections: dict | None = None):
-    """Build dataclass `cls` from a mapping, rejecting unknown keys with a close-match hint.
-    `sections` names the dataclass of some fields explicitly (the family-dependent ones)."""
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, val in values.items():
-        path = f"{where}.{key}" if where else str(key)
-        if key not in fields:
-            hint = difflib.get_close_matches(str(key), fields, n=1)
-            raise ConfigError(f"unknown config key '{path}'" + (f": did you mean '{hint[0]}'?" if hint else
-                              f"; valid keys here: {', '.join(fields)}"))
-        sub = (sections or {}).get(key) or _SECTIONS.get(fields[key].type)
-        kwargs[key] = _build(sub, val, path) if sub else _coerce(val, fields[key], path)
-    for key, sub in (sections or {}).items():  # family-dependent sections left out of the YAML
-        kwargs.setdefault(key, sub())
-    return cls(**kwargs)
-
-
-def _coerce(val: Any, f: dataclasses.Field, path: str):
-    default = f.default if f.default is not dataclasses.MISSING else None
-    if default is None and isinstance(f.type, str) and f.type.endswith("| None"):
-        if val is None:
-            return None
-        default = {"int": 0, "float": 0.0, "str": ""}.get(f.type.split("|")[0].strip())  # check as that type
-    if isinstance(default, bool):
-        if not isinstance(val, bool):
-            raise ConfigError(f"{path} must be true or false, got {val!r}")
-    elif isinstance(default, int) and not isinstance(default, bool):
-        if isinstance(val, bool) or not isinstance(val, int):
-            raise ConfigError(f"{path} must be an integer, got {val!r}")
-    elif isinstance(default, float):
-        if isinstance(val, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
-                val = float(val)
-            except ValueError:
-                pass
-        if isinstance(val, bool) or not isinstance(val, (int, float)):
-            raise ConfigError(f"{path} must be a number, got {val!r}")
-        val = float(val)
-    elif isinstance(default, tuple):
-        if not isinstance(val, (list, tuple)) or len(val) != len(default):
-            raise ConfigError(f"{path} must be a list of {len(default)} numbers, got {val!r}")
-        try:
-            val = tuple(float(v) for v in val)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{path} must be a list of {len(default)} numbers, got {val!r}") from None
-    elif isinstance(default, str) and not isinstance(val, str):
-        raise ConfigError(f"{path} must be a string, got {val!r}")
-    return val
-
-
-_SECTIONS = {"DataConfig": DataConfig, "TrainConfig": TrainConfig, "SampleConfig": SampleConfig,
-             "TokenizerConfig": TokenizerConfig}
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        hints = field_hints(type(obj))
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (getattr(obj, f.name) is None and section_choices(hints[f.name]))}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -276,6 +234,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 
 def config_from_dict(raw: dict) -> Config:
+    """A validated Config from parsed YAML; a `model.size` name is expanded from the size registry first."""
     if not isinstance(raw, dict):
         raise ConfigError(f"a config must be a mapping of sections (family:, model:, train: ...), got "
                           f"{type(raw).__name__}")
@@ -289,7 +248,8 @@ def config_from_dict(raw: dict) -> Config:
         if masked_only:
             raise ConfigError(f"{', '.join(masked_only)}: masked-family settings in a family: {family} config; "
                               f"remove them, or set family: masked")
-    return _build(Config, raw, "", FAMILY_SECTIONS[family]).validate()
+    raw = expand_size(raw, family)
+    return build(Config, raw, "", ConfigError, FAMILY_SECTIONS[family]).validate()
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

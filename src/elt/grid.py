@@ -39,3 +39,24 @@ def save_png(array: np.ndarray, path: str | Path, scale: int = 1,
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
     return path
+
+
+def sample_sheet(images: torch.Tensor, num_classes: int, per_class: int | None) -> np.ndarray:
+    """The grid `elt sample --grid` writes: with `per_class` samples of each class in class order, a row per
+    class (at most 16 columns); otherwise rows of 16 in sample order (a partial last row is left out).
+    images: uint8 (N, H, W, C) -> uint8 grid (rows·(H+2)+2, cols·(W+2)+2, C)."""
+    if per_class is not None and per_class * num_classes == len(images):
+        cols = min(per_class, 16)
+        idx = torch.arange(num_classes)[:, None] * per_class + torch.arange(cols)[None]
+        return make_grid(images[idx.flatten()], num_classes, cols)
+    cols = min(16, len(images))
+    rows = len(images) // cols
+    return make_grid(images[: rows * cols], rows, cols)
+
+
+def loop_sheet(columns: list[torch.Tensor], loop_counts: list[int], path: str | Path) -> Path:
+    """The any-time figure: one column per loop count, each column uint8 (K, H, W, C) with a row per class;
+    saved at scale 3 with an `L=…` title over every column."""
+    cells = torch.stack(columns, 1).flatten(0, 1)  # (K·len(loops), H, W, C) row-major
+    return save_png(make_grid(cells, len(columns[0]), len(loop_counts)), path, scale=3,
+                    column_titles=[f"L={L}" for L in loop_counts])

@@ -36,8 +36,7 @@ from .models import build_model
 from .objectives.ilsd import draw_student_loops, ilsd_lambda, ilsd_loss
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
+from .errors import TrainingError  # noqa: E402  (defined with the project's other errors)
 
 
 @functools.lru_cache(maxsize=2)

@@ -8,8 +8,7 @@ from torch import nn
 INSTALL_HINT = "pip install 'elt[bench]'  (or: pip install 'diffusers>=0.30')"
 
 
-class PeerUnavailable(RuntimeError):
-    """The peer cannot be built here; the message says why and how to fix it."""
+from ..errors import PeerUnavailable  # noqa: E402  (defined with the project's other errors)
 
 
 def load_dit_class():

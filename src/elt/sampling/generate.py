@@ -1,0 +1,44 @@
+"""Sampling a trained run from Python: load it once, then draw images at any loop count with a progress bar."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+
+@dataclass
+class LoadedRun:
+    """A trained run ready to sample: EMA model (eval mode), its Config and the family's sampler."""
+
+    run_dir: str
+    checkpoint: Path  # the checkpoint folder the weights come from
+    model: torch.nn.Module
+    cfg: object  # elt.config.Config
+    sampler: Callable  # sampler(labels, loops, steps, guidance, seed, batch_size, progress, precision)
+
+    @property
+    def step(self) -> int | None:
+        """The training step of the checkpoint (None for a folder not named step_XXXXXXX)."""
+        name = self.checkpoint.name
+        return int(name[5:]) if name.startswith("step_") and name[5:].isdigit() else None
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """A run folder (its `latest` checkpoint) or one checkpoint folder -> LoadedRun for either family."""
+    from ..checkpoint import find_checkpoint
+    from ..family import build_family
+    from ..models import from_pretrained
+
+    ckpt = find_checkpoint(run_dir)
+    model, cfg = from_pretrained(ckpt)
+    return LoadedRun(str(run_dir), ckpt, model, cfg, build_family(cfg).sampler(model, str(run_dir)))
+
+
+def generate(sampler: Callable, labels: torch.Tensor, loops: int | list[int], steps: int, guidance: float,
+             seed: int, batch_size: int | None, precision: str, desc: str | None = None) -> torch.Tensor:
+    """Sample with a progress bar (desc "" hides it) -> uint8 (N, H, W, C) for labels (N,)."""
+    with tqdm(total=len(labels), desc=desc or f"sample L={loops}", unit="img", disable=desc == "") as bar:
+        return sampler(labels, loops, steps, guidance, seed, batch_size, progress=bar, precision=precision)

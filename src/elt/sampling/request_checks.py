@@ -1,0 +1,60 @@
+"""Checks of a sampling request (seed, loops, steps, guidance, labels), done before anything is sampled.
+
+Messages name the command-line flag at fault (`--loops`, `--cfg` ...), which is also the keyword of the Python
+entry points that take the same settings (`elt.anytime_run.AnytimeOptions`)."""
+from __future__ import annotations
+
+import torch
+
+from ..config import check_guidance
+from ..errors import ConfigError
+
+SEED_MAX = 2**32 - 1  # sampling seeds seed a torch.Generator: any unsigned 32-bit value
+
+
+def at_least_1(flag: str, value: int) -> int:
+    if value < 1:
+        raise ConfigError(f"{flag} must be >= 1, got {value}")
+    return value
+
+
+def check_seed(value: int) -> int:
+    if not 0 <= value <= SEED_MAX:
+        raise ConfigError(f"--seed must be an integer in 0..{SEED_MAX}, got {value}")
+    return value
+
+
+def check_loops(loops: int | list[int], steps: int) -> int | list[int]:
+    """One loop count for every step, or one per step (exactly `steps` of them), each >= 1."""
+    if isinstance(loops, int):
+        return at_least_1("--loops", loops)
+    if len(loops) != steps:
+        raise ConfigError(f"--loops with one loop count per step needs {steps} values (the sampling steps), "
+                          f"got {len(loops)}: pass --steps {len(loops)} or a single loop count")
+    for value in loops:
+        at_least_1("--loops", value)
+    return loops
+
+
+def sampling_settings(cfg, steps: int | None = None, guidance: float | None = None) -> tuple[int, float]:
+    """(steps, cfg scale): the given values, falling back to the run's `sample` config section."""
+    steps = at_least_1("--steps", cfg.sample.steps if steps is None else steps)
+    given = guidance is not None
+    guidance = guidance if given else cfg.sample.cfg
+    check_guidance("--cfg" if given else "the run's sample.cfg", guidance)  # NaN/huge: black images
+    if guidance != 1 and cfg.train.label_dropout == 0:
+        raise ConfigError(f"--cfg {guidance:g} needs an unconditional model, but this run was trained with "
+                          f"train.label_dropout=0 (no null label): sample with --cfg 1")
+    return steps, guidance
+
+
+def class_labels(labels: list[int] | None, per_class: int, num_classes: int) -> torch.Tensor:
+    """The labels to sample (N,) int64: the given ones, or `per_class` of every class in class order."""
+    if labels:
+        bad = [y for y in labels if not 0 <= y < num_classes]
+        if bad:
+            raise ConfigError(f"--labels {bad} outside 0..{num_classes - 1}")
+        return torch.tensor(labels, dtype=torch.long)
+    if per_class < 1:
+        raise ConfigError(f"--per-class must be >= 1, got {per_class}")
+    return torch.arange(num_classes).repeat_interleave(per_class)

@@ -1,0 +1,57 @@
+"""Writing a sample set: `OUT.npz` (arr_0 uint8 images (N, H, W, C), arr_1 int64 labels (N,)) and beside it the
+sidecar `OUT.json`, a record of the request (run, checkpoint step, loops, steps, guidance, seed, labels,
+precision), the wall time and the counted GFLOPs per sample."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..atomic import atomic_path, write_text_atomic
+
+
+def sidecar_path(npz: str | Path) -> Path:
+    """The record written beside a sample file: OUT.npz -> OUT.json."""
+    return Path(npz).with_suffix(".json")
+
+
+def save_npz(path: str | Path, images: torch.Tensor, labels: torch.Tensor) -> Path:
+    """Atomically write uint8 images (N, H, W, C) and labels (N,) as arr_0 / arr_1 (the ADM evaluation layout)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez adds no second suffix
+        np.savez(f, arr_0=images.numpy(), arr_1=labels.numpy())
+    return Path(path)
+
+
+def labels_summary(labels: torch.Tensor) -> dict:
+    """{"n", "classes": sorted distinct labels, "per_class": count if every class has the same, else None}."""
+    counts = Counter(int(y) for y in labels.tolist())
+    same = len(set(counts.values())) == 1
+    return {"n": int(len(labels)), "classes": sorted(counts), "per_class": next(iter(counts.values())) if same
+            and counts else None}
+
+
+def gflops_for_request(model: torch.nn.Module, loops: int | list[int], steps: int, guidance: float) -> float:
+    """Counted forward GFLOPs per sample: one loop count for every step, or one per step (a schedule)."""
+    from ..anytime import gflops_per_sample
+
+    if isinstance(loops, int):
+        return gflops_per_sample(model, loops, steps, guidance)
+    per_loop = {L: gflops_per_sample(model, L, 1, guidance) for L in sorted(set(loops))}
+    return sum(per_loop[L] for L in loops)
+
+
+def write_sidecar(npz: str | Path, record: dict) -> Path:
+    """Atomically write `record` as JSON beside the sample file; returns its path."""
+    return write_text_atomic(sidecar_path(npz), json.dumps(record, indent=2) + "\n")
+
+
+def sample_record(run_dir: str, step: int | None, loops: int | list[int], steps: int, guidance: float, seed: int,
+                  labels: torch.Tensor, precision: str, batch_size: int | None, wall_seconds: float,
+                  gflops_per_sample: float) -> dict:
+    """The sidecar's contents: what was asked, how long it took and what it cost."""
+    return {"run": str(run_dir), "checkpoint_step": step, "loops": loops, "steps": steps, "cfg": guidance,
+            "seed": seed, "labels": labels_summary(labels), "precision": precision, "batch_size": batch_size,
+            "wall_seconds": round(wall_seconds, 3), "gflops_per_sample": gflops_per_sample}
