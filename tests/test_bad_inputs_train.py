@@ -403,7 +403,7 @@ def test_a_bad_step_never_becomes_latest(fault, make_config, tiny_dataset, tmp_p
                             lambda p, y, w: orig(p, y, w) * (float("nan") if t.step >= 5 else 1.0))
         match = "loss became nan at step 5"
     else:  # a finite but exploding update: the learning rate jumps at step 5
-        import elt.train as tr
+        import elt.train.schedule as tr
 
         orig_lr = tr.learning_rate
         monkeypatch.setattr(tr, "learning_rate", lambda s, cfg: 1e4 if s >= 5 else orig_lr(s, cfg))
