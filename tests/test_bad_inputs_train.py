@@ -7,6 +7,7 @@ exploding step with frequent checkpoints, the log after kill -9 and --resume).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -93,6 +94,7 @@ CONFIG_ROWS = [
     ("train.ckpt_every=0", r"train.ckpt_every must be >= 1"),
     ("train.keep_checkpoints=0", r"train.keep_checkpoints must be >= 1"),
     ("train.compile=maybe", r"train.compile must be true or false"),
+    ("train.tensorboard=maybe", r"train.tensorboard must be true or false"),
     ("data.image_size=abc", r"data.image_size must be an integer, got 'abc'"),
     ("data.image_size=0", r"data.image_size must be >= 1"),
     ("data.channels=2", r"data.channels must be 1 \(grey\) or 3 \(RGB\)"),
@@ -114,6 +116,8 @@ CONFIG_ROWS = [
     ("sample.temp_bias=0.7", r"sample.temp_bias: masked-family settings in a family: flow config"),
     ("train.label_dropout=0 sample.cfg=3", r"sample.cfg=3 needs an unconditional model.*set train.label_dropout"),
 ]
+if importlib.util.find_spec("tensorboard") is None:
+    CONFIG_ROWS.append(("train.tensorboard=true", r"train.tensorboard=true needs the tensorboard package: pip install"))
 if not torch.cuda.is_available():
     CONFIG_ROWS.append(("train.device=cuda", r"train.device=cuda but no CUDA device is visible: use train.device=cpu"))
 
