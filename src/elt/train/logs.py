@@ -14,9 +14,13 @@ import numpy as np
 from ..config import ConfigError
 
 
+def tensorboard_available() -> bool:
+    return importlib.util.find_spec("tensorboard") is not None
+
+
 def check_tensorboard(enabled: bool) -> None:
     """A one-line error, before anything is written, when TensorBoard is asked for but not installed."""
-    if enabled and importlib.util.find_spec("tensorboard") is None:
+    if enabled and not tensorboard_available():
         raise ConfigError("train.tensorboard=true needs the tensorboard package: pip install tensorboard, "
                           "or set train.tensorboard=false (log.jsonl is written either way)")
 
