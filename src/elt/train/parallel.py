@@ -15,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from .. import distributed
 from ..checkpoint import load_weights
 from ..distributed import DistInfo
+from .optim import load_optimizer_state
 
 
 class DataParallel:
@@ -61,6 +62,10 @@ class DataParallel:
     def load_state_dict(self, model: nn.Module, state: dict, source: str) -> None:
         """Load full weights into `model` (strict, with a short message naming a mismatch)."""
         load_weights(model, state, source)
+
+    def load_optimizer_state(self, model: nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
+        """Load a full optimizer state (either parameter-group layout, see elt.train.optim)."""
+        load_optimizer_state(opt, model, state)
 
     def barrier(self) -> None:
         distributed.barrier()

@@ -24,7 +24,7 @@ from ..models import build_model
 from . import loop, schedule
 from .data import Prefetcher
 from .logs import RunLog, check_tensorboard
-from .optim import build_optimizer, load_optimizer_state
+from .optim import build_optimizer
 from .parallel import DataParallel
 from .state import RunLock, load_resumable, note_resume, save_state
 from .step import StepResult, autocast, check_step, clip_gradients, compute_loss, plan_step, weight_norm
@@ -162,7 +162,7 @@ class Trainer:
         ckpt, state, ema_state, changed = load_resumable(self.run_dir, self.cfg, allow_changes)
         self.parallel.load_state_dict(self.model, state["model"], str(ckpt))
         self.parallel.load_state_dict(self.ema.model, ema_state, str(ckpt))
-        load_optimizer_state(self.opt, self.model, state["optimizer"])
+        self.parallel.load_optimizer_state(self.model, self.opt, state["optimizer"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
         if self.dist.is_main:
             note_resume(self.run_dir, self.step, changed)
