@@ -7,6 +7,7 @@ exploding step with frequent checkpoints, the log after kill -9 and --resume).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -93,6 +94,7 @@ CONFIG_ROWS = [
     ("train.ckpt_every=0", r"train.ckpt_every must be >= 1"),
     ("train.keep_checkpoints=0", r"train.keep_checkpoints must be >= 1"),
     ("train.compile=maybe", r"train.compile must be true or false"),
+    ("train.tensorboard=maybe", r"train.tensorboard must be true or false"),
     ("data.image_size=abc", r"data.image_size must be an integer, got 'abc'"),
     ("data.image_size=0", r"data.image_size must be >= 1"),
     ("data.channels=2", r"data.channels must be 1 \(grey\) or 3 \(RGB\)"),
@@ -118,6 +120,8 @@ CONFIG_ROWS = [
     ("model.size=ELT-MaskGIT-MNIST-2x4", r"model.size 'ELT-MaskGIT-MNIST-2x4' is a masked-family model but the "
                                          r"config has family: flow; set family: masked or pick a flow-family size"),
 ]
+if importlib.util.find_spec("tensorboard") is None:
+    CONFIG_ROWS.append(("train.tensorboard=true", r"train.tensorboard=true needs the tensorboard package: pip install"))
 if not torch.cuda.is_available():
     CONFIG_ROWS.append(("train.device=cuda", r"train.device=cuda but no CUDA device is visible: use train.device=cpu"))
 
@@ -407,7 +411,7 @@ def test_a_bad_step_never_becomes_latest(fault, make_config, tiny_dataset, tmp_p
                             lambda p, y, w: orig(p, y, w) * (float("nan") if t.step >= 5 else 1.0))
         match = "loss became nan at step 5"
     else:  # a finite but exploding update: the learning rate jumps at step 5
-        import elt.train as tr
+        import elt.train.schedule as tr
 
         orig_lr = tr.learning_rate
         monkeypatch.setattr(tr, "learning_rate", lambda s, cfg: 1e4 if s >= 5 else orig_lr(s, cfg))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import socket
 import subprocess
@@ -71,6 +72,14 @@ def test_two_processes_equal_one_process(tiny_cfg_dict, tiny_data_dir, tmp_path,
     init = build_model(load_config(cfg_path)).state_dict()
     moved = [k for k in init if (init[k] - one["model"][k]).abs().max() > 1e-4]
     assert len(moved) > len(init) // 2
+    # the logged loss terms are the mean over the ranks: the losses of the whole global batch, as in one process
+    # (rank 0's alone are those of half the batch and differ by far more than the tolerance)
+    rows = {name: [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+            for name in ("ddp", "single")}
+    assert [r["step"] for r in rows["ddp"]] == [r["step"] for r in rows["single"]] == [2, 4]
+    for a, b in zip(rows["ddp"], rows["single"]):
+        for key in ("loss", "gt_teacher", "gt_student", "distill", "grad_norm"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4), (a["step"], key)
     # only rank 0 wrote the run folder, once
     assert sorted(p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir()) == ["step_0000004"]
     assert (tmp_path / "ddp" / "summary.json").is_file()

@@ -243,8 +243,8 @@ def test_trainer_rejects_mismatched_data(make_config, tiny_dataset, tmp_path, mo
         Trainer(make_config("model.num_classes=5"), tmp_path / "r", progress=False)
     with pytest.raises(ConfigError, match="gives images of shape"):
         Trainer(make_config("model.image_size=12"), tmp_path / "r2", progress=False)
-    import elt.train as train_mod
-    monkeypatch.setattr(train_mod.distributed, "setup", lambda dev: DistInfo(rank=0, world=2))
+    import elt.distributed
+    monkeypatch.setattr(elt.distributed, "setup", lambda dev: DistInfo(rank=0, world=2))
     with pytest.raises(ConfigError, match="not divisible by the 2 processes"):
         Trainer(make_config("train.batch_size=7"), tmp_path / "r3", progress=False)
 

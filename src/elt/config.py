@@ -68,6 +68,7 @@ class TrainConfig:
     sample_every: int = 500  # sample grid every N steps; 0 = only at the end
     ckpt_every: int = 500
     keep_checkpoints: int = 2
+    tensorboard: bool = False  # also log to RUN_DIR/tensorboard (needs the tensorboard package)
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The benchmarked models ("contestants") and the two workloads: one sampling step and one training step.
 
-The training step follows `elt.train.Trainer.train_step` without data loading and EMA: the objective's
-`training_inputs`, the model at the config's loop count (ILSD: student and teacher exits from one pass),
-the project's loss (`ilsd_loss` or the ground-truth loss), backward, gradient clipping and AdamW.
+The training step shares the trainer's step plan and loss composition (`elt.train.step`) and leaves out data
+loading, the step guard and EMA: the objective's `training_inputs`, the model at the config's loop count
+(ILSD: student and teacher exits from one pass), the project's loss, backward, gradient clipping and AdamW.
 The diffusers peer gets the same objective and the plain ground-truth (flow-matching) loss.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torch import nn
 from ..config import Config
 from ..models import build_model
 from ..objectives.flow import build_objective
-from ..objectives.ilsd import draw_student_loops, ilsd_lambda, ilsd_loss
+from ..train.step import autocast, compute_loss, plan_step
 from .flops import Arch, dit_arch, flow_arch
 
 
@@ -87,9 +87,8 @@ def build_contestants(cfg: Config, device: torch.device, peer: bool = True) -> t
 
 
 def autocast_factory(device: torch.device, precision: str) -> Callable[[], contextlib.AbstractContextManager]:
-    if precision == "bf16":
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
+    """A function that returns a fresh autocast context (the trainer's) for each step."""
+    return lambda: autocast(device, precision)
 
 
 def sample_inputs(cfg: Config, batch: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -129,28 +128,45 @@ def forward_step(c: Contestant, inputs: dict, amp, eager: bool = False) -> Calla
     return run
 
 
+class _ContestantLoss:
+    """The family interface `compute_loss` needs, for a contestant on prepared flow inputs:
+    forward -> [prediction per exit] (the peer has no loop argument), the objective's GT and Dist losses."""
+
+    def __init__(self, c: Contestant, process):
+        self.c, self.process = c, process
+
+    def forward(self, net, b: dict, loops: int, exits) -> list[torch.Tensor]:
+        if self.c.key == "peer":
+            return [net(b["x_t"], b["t"], b["y"])]
+        out = net(b["x_t"], b["t"], b["y"], loops=loops, exits=exits if len(exits) > 1 else None)
+        return list(out) if len(exits) > 1 else [out]
+
+    def gt_loss(self, pred: torch.Tensor, b: dict) -> torch.Tensor:
+        return self.process.gt_loss(pred, b["target"], b["weight"])
+
+    def dist_loss(self, student: torch.Tensor, teacher: torch.Tensor, b: dict) -> torch.Tensor:
+        return self.process.dist_loss(student, teacher, b["weight"])
+
+
 def train_step(c: Contestant, cfg: Config, inputs: dict, amp, eager: bool = False) -> Callable[..., torch.Tensor]:
-    """One optimizer step: forward (+ ILSD exits), the project's loss, backward, grad clip, AdamW.
-    The returned function draws the student's loops like the trainer; `run(l_int)` forces them."""
+    """One optimizer step: forward (+ ILSD exits), the trainer's loss (`elt.train.step.compute_loss` with the
+    trainer's step plan), backward, grad clip, AdamW. The returned function draws the student's loops like
+    the trainer; `run(l_int)` forces them."""
     net = c.module if eager else c.net
     process, t = build_objective(cfg.objective), cfg.train
+    fam = _ContestantLoss(c, process)
     params = [p for p in c.module.parameters() if p.requires_grad]
     counter = itertools.count()
 
     def run(l_int: int | None = None):
         step = next(counter)
         x_t, tt, target, weight = process.training_inputs(inputs["x0"], inputs["noise"], inputs["u"])
-        gt = lambda p: process.gt_loss(p, target, weight)  # noqa: E731
-        if c.loss == "ilsd":
-            l_int = l_int or draw_student_loops(t.seed, step, t.min_loops, c.loops)
-            with amp():
-                student, teacher = _call(c, net, x_t, tt, inputs["y"], exits=(l_int, c.loops))
-            dist = lambda s, te: process.dist_loss(s, te, weight)  # noqa: E731
-            loss, _ = ilsd_loss(student, teacher, ilsd_lambda(step, t.steps, t.lambda_decay), gt, dist)
-        else:
-            with amp():
-                pred = _call(c, net, x_t, tt, inputs["y"])
-            loss = gt(pred)
+        batch = {"x_t": x_t, "t": tt, "y": inputs["y"], "target": target, "weight": weight}
+        mode = c.loss if c.loss in ("ilsd", "vanilla") else "vanilla"  # "gt": the ground-truth loss at c.loops
+        plan = plan_step(dataclasses.replace(t, mode=mode, loops=c.loops or 1), step)
+        if l_int and plan.l_int is not None:
+            plan = dataclasses.replace(plan, exits=(l_int, plan.loops), l_int=l_int)
+        loss, _ = compute_loss(fam, net, batch, plan, amp())
         c.opt.zero_grad(set_to_none=True)
         loss.backward()
         if t.grad_clip > 0:

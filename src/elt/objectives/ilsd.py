@@ -10,12 +10,9 @@ from collections.abc import Callable
 
 import torch
 
+from ..rng import step_generator
+
 MODES = ("ilsd", "vanilla", "baseline")
-
-
-def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
-    """A CPU generator that depends only on (seed, step, stream): identical on every rank and on resume."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 7 + stream)
 
 
 def draw_student_loops(seed: int, step: int, min_loops: int, max_loops: int) -> int:
@@ -42,3 +39,6 @@ def ilsd_loss(student: torch.Tensor, teacher: torch.Tensor, lam: float,
     loss = gt_teacher + lam * gt_student + (1 - lam) * distill
     parts = {"gt_teacher": gt_teacher.detach(), "gt_student": gt_student.detach(), "distill": distill.detach()}
     return loss, parts
+
+
+__all__ = ["MODES", "draw_student_loops", "ilsd_lambda", "ilsd_loss", "step_generator"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..data import DataError, load_dataset
 from ..grid import make_grid, save_png
+from ..train.schedule import batch_indices, warmup_cosine
 from .autoencoder import VQAutoencoder
 from .config import TokenizerConfig
 from .evaluate import evaluate_tokenizer, to_unit
@@ -29,24 +29,9 @@ GRAD_CLIP = 1.0
 BETAS = (0.9, 0.99)
 
 
-def batch_indices(step: int, batch: int, n: int, seed: int) -> torch.Tensor:
-    """Batch `step` of an endless stream of per-epoch permutations of range(n), each drawn from (seed, epoch)."""
-    pos = torch.arange(step * batch, (step + 1) * batch)
-    epochs, offs = pos // n, pos % n
-    out = torch.empty(batch, dtype=torch.long)
-    for e in epochs.unique().tolist():
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + e))
-        sel = epochs == e
-        out[sel] = perm[offs[sel]]
-    return out
-
-
 def learning_rate(step: int, tcfg: TokenizerConfig) -> float:
     """Linear warm-up, then cosine decay to lr·MIN_LR_RATIO at `steps`."""
-    if step < tcfg.warmup_steps:
-        return tcfg.lr * (step + 1) / tcfg.warmup_steps
-    frac = min(1.0, (step - tcfg.warmup_steps) / max(1, tcfg.steps - tcfg.warmup_steps))
-    return tcfg.lr * (MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * frac)))
+    return warmup_cosine(step, tcfg.lr, tcfg.warmup_steps, tcfg.steps, MIN_LR_RATIO)
 
 
 def psnr(recon: torch.Tensor, x: torch.Tensor) -> float:
