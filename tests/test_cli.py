@@ -272,13 +272,13 @@ def test_sample_loops_zero_is_an_error(trained, tmp_path, capsys):
     _, run = trained
     rc = main(["sample", str(run), "--out", str(tmp_path / "x.npz"), "--loops", "0", "--steps", "1",
                "--per-class", "1"])
-    assert rc == 2 and "--loops must be >= 1" in _err(capsys)
+    assert rc == 2 and "--loops must be an integer >= 1" in _err(capsys)
 
 
 def test_sample_negative_loops_is_an_error(trained, tmp_path, capsys):
     _, run = trained
     rc = main(["sample", str(run), "--out", str(tmp_path / "x.npz"), "--loops", "-2", "--steps", "1"])
-    assert rc == 2 and "--loops must be >= 1" in _err(capsys)
+    assert rc == 2 and "--loops must be an integer >= 1" in _err(capsys)
 
 
 def test_sample_bad_labels(trained, tmp_path, capsys):

@@ -8,6 +8,8 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from .request import SampleRequest
+
 
 @dataclass
 class LoadedRun:
@@ -17,7 +19,7 @@ class LoadedRun:
     checkpoint: Path  # the checkpoint folder the weights come from
     model: torch.nn.Module
     cfg: object  # elt.config.Config
-    sampler: Callable  # sampler(labels, loops, steps, guidance, seed, batch_size, progress, precision)
+    sampler: Callable  # elt.sampling.request.Sampler: sampler(SampleRequest) -> uint8 (N, *S, C)
 
     @property
     def step(self) -> int | None:
@@ -41,4 +43,5 @@ def generate(sampler: Callable, labels: torch.Tensor, loops: int | list[int], st
              seed: int, batch_size: int | None, precision: str, desc: str | None = None) -> torch.Tensor:
     """Sample with a progress bar (desc "" hides it) -> uint8 (N, H, W, C) for labels (N,)."""
     with tqdm(total=len(labels), desc=desc or f"sample L={loops}", unit="img", disable=desc == "") as bar:
-        return sampler(labels, loops, steps, guidance, seed, batch_size, progress=bar, precision=precision)
+        return sampler(SampleRequest(labels, loops, steps, guidance, seed=seed, batch_size=batch_size,
+                                     precision=precision, progress=bar))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from ..budget import BudgetError, BudgetSchedule
 from ..config import check_guidance
 from ..errors import ConfigError
 
@@ -25,14 +26,15 @@ def check_seed(value: int) -> int:
 
 
 def check_loops(loops: int | list[int], steps: int) -> int | list[int]:
-    """One loop count for every step, or one per step (exactly `steps` of them), each >= 1."""
-    if isinstance(loops, int):
-        return at_least_1("--loops", loops)
-    if len(loops) != steps:
+    """One loop count for every step, or one per step (exactly `steps` of them), each >= 1. The counts are
+    checked by BudgetSchedule, the one loop-count check of the library; errors name the flag."""
+    if not isinstance(loops, int) and len(loops) != steps:
         raise ConfigError(f"--loops with one loop count per step needs {steps} values (the sampling steps), "
                           f"got {len(loops)}: pass --steps {len(loops)} or a single loop count")
-    for value in loops:
-        at_least_1("--loops", value)
+    try:
+        BudgetSchedule.of(loops, steps)
+    except BudgetError as e:
+        raise ConfigError(f"--{e}") from None  # "--loops must be an integer >= 1, got 0"
     return loops
 
 
