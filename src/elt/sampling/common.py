@@ -5,6 +5,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ..codecs.pixel import to_uint8  # (B, C, *S) in [-1, 1] -> uint8 (B, *S, C); re-exported for the samplers
+
 
 def guided_call(model, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, loops: int, cfg: float,
                 upcast: bool = False) -> torch.Tensor:
@@ -27,8 +29,3 @@ def loop_schedule(loops: int | Sequence[int], steps: int) -> list[int]:
     if len(loops) != steps:
         raise ValueError(f"a per-step loop schedule needs {steps} entries, got {len(loops)}")
     return loops
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) in [-1, 1] -> uint8 (B, H, W, C)."""
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
