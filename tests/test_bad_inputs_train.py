@@ -161,6 +161,9 @@ CODE_ROWS = [
     ("meta.json shape", lambda f: _meta(f, shape=[24, "8"]), r"\"shape\" must be a list of integers"),
     ("meta.json shape vs codes.npy", lambda f: _meta(f, shape=[24, 1, 4, 4]), r"codes\.npy holds float32 "
                                                                               r"\(24, 1, 8, 8\) but meta\.json says"),
+    ("meta.json source", lambda f: _meta(f, source=5), r"\"source\" must be a string, got 5"),
+    ("meta.json codec", lambda f: _meta(f, codec=["vae"]), r"\"codec\" must be a string"),
+    ("meta.json stats", lambda f: _meta(f, stats=[1, 2]), r"\"stats\" must be an object"),
     ("meta.json class_names", lambda f: _meta(f, class_names="abc"), r"\"class_names\" must be a list of strings"),
     ("meta.json codebook_size on latents", lambda f: _meta(f, codebook_size=4), r"latent codes have no \"codebook_size\""),
     ("meta.json tokens of float dtype", lambda f: _meta(f, kind="tokens"), r"tokens codes must have dtype"),

@@ -122,6 +122,12 @@ def read_meta(folder: str | os.PathLike[str]) -> CodeMeta:
         raise DataError(f"{path}: \"shape\" must be a list of integers (N, *code_shape), got {shape!r}")
     if not isinstance(names, list) or not all(isinstance(v, str) for v in names):
         raise DataError(f"{path}: \"class_names\" must be a list of strings, got {names!r}")
+    for key in ("source", "codec"):
+        if not isinstance(record[key], str):
+            raise DataError(f"{path}: \"{key}\" must be a string, got {record[key]!r}")
+    if not isinstance(record.get("stats"), (dict, type(None))):
+        raise DataError(f"{path}: \"stats\" must be an object (per-channel mean/std, min, max) or null, got "
+                        f"{record['stats']!r}")
     meta = CodeMeta(record["kind"], tuple(shape), record["dtype"], record["source"], record["codec"], tuple(names),
                     record.get("codebook_size"), record.get("stats"))
     _check_meta(meta, path)

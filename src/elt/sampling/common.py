@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..codecs.pixel import to_uint8  # (B, C, *S) in [-1, 1] -> uint8 (B, *S, C); re-exported for the samplers
+from ..codecs.pixel import to_uint8  # noqa: F401  (B, C, *S) in [-1, 1] -> uint8 (B, *S, C), for the samplers
 
 
 def guided_call(model, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, loops: int, cfg: float,

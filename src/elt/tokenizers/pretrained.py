@@ -3,6 +3,7 @@
 A TOK_DIR holds `config.yaml` (the TokenizerConfig, the data set and image shape) and `model.safetensors`,
 plus what the trainer adds (metrics.json, recon.png, log.jsonl). It is written in a temporary folder next
 to its destination and renamed into place, so an interrupted write never leaves a folder that loads.
+Both kinds load as a `VQCodec` (the TorchScript adapter is in scripted.py).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..atomic import staged_dir
+from ..codecs.vq import VQCodec
 from ..hashing import state_dict_sha1
 from ..weights import save_weights
 from .autoencoder import VQAutoencoder
@@ -95,7 +97,7 @@ def _load_dir(tok_dir: Path, device: str | torch.device) -> VQAutoencoder:
     return model.to(device).eval()
 
 
-def load_tokenizer(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> nn.Module:
+def load_tokenizer(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> VQCodec:
     """A TOK_DIR written by `elt tokenizer train`, or a TorchScript file with encode/decode -> eval-mode module."""
     path = Path(path).expanduser()
     if path.is_dir():
