@@ -282,6 +282,11 @@ def test_token_cache_reused_and_invalidated(tmp_path, monkeypatch):
     assert len(calls) == 2
     token_grids(model, uint8_dataset(24, seed=1), tmp_path, "digits/train", progress=False)  # other data
     assert len(calls) == 3 and len(list(tmp_path.glob("digits_train-*"))) == 3
+    relabelled = uint8_dataset(24, seed=1)
+    relabelled.labels = 1 - relabelled.labels  # same images, other labels: the cached labels would be wrong
+    codes = tok_cache.token_codes(model, relabelled, tmp_path, "digits/train", progress=False)
+    assert len(calls) == 4 and torch.equal(codes.labels, relabelled.labels)
+    assert torch.equal(codes.all_codes(), tok_cache.encode_dataset(model, relabelled, progress=False))
     assert not list(tmp_path.glob(".*"))  # no temp files left
 
 
