@@ -38,7 +38,8 @@ def test_latent_folder_round_trip_memory_mapped_with_stats(tmp_path):
     per_channel = codes.transpose(1, 0, 2, 3).reshape(4, -1).astype(np.float64)
     np.testing.assert_allclose(meta.stats["mean"], per_channel.mean(1), rtol=1e-9)
     np.testing.assert_allclose(meta.stats["std"], per_channel.std(1), rtol=1e-7)
-    assert meta.stats["min"] == pytest.approx(float(codes.min())) and meta.stats["max"] == pytest.approx(float(codes.max()))
+    assert meta.stats["min"] == pytest.approx(float(codes.min()))
+    assert meta.stats["max"] == pytest.approx(float(codes.max()))
 
 
 def test_token_folder_round_trip(tmp_path):

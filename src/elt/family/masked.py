@@ -2,7 +2,7 @@
 
 The tokenizer comes from `tokenizer.path`; `elt train` trains it there first when it is missing, copies it
 into RUN_DIR/tokenizer (so a run folder is self-contained) and encodes the data set once into a code folder
-(`tokenizers.run`).
+(`tokenizers.run_folder`).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from ..config import ConfigError
 from ..objectives.ilsd import step_generator
 from ..objectives.masked import MaskedTokens
-from ..tokenizers.run import check_tokenizer, ensure_run_codes, run_tokenizer
+from ..tokenizers.run_folder import check_tokenizer, ensure_run_codes, run_tokenizer
 
 __all__ = ["MaskedFamily", "check_tokenizer", "run_tokenizer"]
 
@@ -29,7 +29,7 @@ class MaskedFamily:
 
     # ---- codes --------------------------------------------------------------------------------------------
     def prepare(self, data, run_dir, dist, progress: bool = True) -> None:
-        """Make sure the run's tokenizer and the token codes of `data` exist (see tokenizers.run), and keep them."""
+        """Make sure the run's tokenizer and the token codes of `data` exist (tokenizers.run_folder); keep them."""
         self.codes = ensure_run_codes(self.cfg, data, run_dir, dist, progress)
 
     # ---- training ------------------------------------------------------------------------------------------
