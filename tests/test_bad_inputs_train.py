@@ -16,12 +16,14 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from elt.checkpoint import find_checkpoint, load_train_state
 from elt.cli import main
+from elt.data import write_codes
 from elt.train import Trainer, TrainingError
 
 
@@ -136,6 +138,85 @@ def test_bad_config_value(override, pattern, trained, tmp_path, capsys):
     line = one_line(capsys.readouterr().err)
     assert rc == 2 and re.search(pattern, line), line
     assert not out.exists()  # nothing was created
+
+
+# ---- code folders (`data.name=CODE_DIR`: pre-computed latents or tokens): nothing may be created or changed ------
+
+def _code_folder(root: Path) -> Path:
+    """A valid latent code folder that fits the tiny model: 24 items of 1×8×8 float32, 3 classes."""
+    codes = np.random.default_rng(0).normal(size=(24, 1, 8, 8)).astype(np.float32)
+    return write_codes(root / "codes", codes, np.arange(24) % 3, ["a", "b", "c"], kind="latents", source="s",
+                       codec="test")
+
+
+def _meta(folder: Path, **changes) -> None:
+    meta = json.loads((folder / "meta.json").read_text())
+    meta.update(changes)
+    (folder / "meta.json").write_text(json.dumps(meta))
+
+
+REWRITE_CODES = r"write the code folder again"
+CODE_ROWS = [
+    ("meta.json not JSON", lambda f: (f / "meta.json").write_text("{"),
+     r"cannot read .*meta\.json .*" + REWRITE_CODES),
+    ("meta.json another format", lambda f: _meta(f, format="x"), r"is not a code folder's meta\.json"),
+    ("meta.json newer version", lambda f: _meta(f, version=9), r"has version 9, this elt reads version 1"),
+    ("meta.json key missing", lambda f: _drop(f, "kind"), r"lacks \['kind'\]: " + REWRITE_CODES),
+    ("meta.json unknown key", lambda f: _meta(f, scale=1), r"has unknown keys \['scale'\]"),
+    ("meta.json kind", lambda f: _meta(f, kind="pixels"), r"\"kind\" must be one of tokens, latents"),
+    ("meta.json dtype for kind", lambda f: _meta(f, dtype="int16"),
+     r"latents codes must have dtype float16 or float32"),
+    ("meta.json shape", lambda f: _meta(f, shape=[24, "8"]), r"\"shape\" must be a list of integers"),
+    ("meta.json shape vs codes.npy", lambda f: _meta(f, shape=[24, 1, 4, 4]), r"codes\.npy holds float32 "
+                                                                              r"\(24, 1, 8, 8\) but meta\.json says"),
+    ("meta.json source", lambda f: _meta(f, source=5), r"\"source\" must be a string, got 5"),
+    ("meta.json codec", lambda f: _meta(f, codec=["vae"]), r"\"codec\" must be a string"),
+    ("meta.json stats", lambda f: _meta(f, stats=[1, 2]), r"\"stats\" must be an object"),
+    ("meta.json class_names", lambda f: _meta(f, class_names="abc"), r"\"class_names\" must be a list of strings"),
+    ("meta.json codebook_size on latents", lambda f: _meta(f, codebook_size=4),
+     r"latent codes have no \"codebook_size\""),
+    ("meta.json tokens of float dtype", lambda f: _meta(f, kind="tokens"), r"tokens codes must have dtype"),
+    ("meta.json tokens without codebook_size", lambda f: _meta(f, kind="tokens", dtype="int16"),
+     r"token codes need \"codebook_size\" \(an integer >= 1\)"),
+    ("labels.npy", lambda f: np.save(f / "labels.npy", np.zeros(3)),
+     r"labels\.npy must hold 24 integer labels"),
+    ("codes.npy unreadable", lambda f: (f / "codes.npy").write_bytes(b"x"), r"cannot read .*codes\.npy"),
+    ("resized", None, r"is a code folder \(pre-computed codes\), which cannot be resized or converted"),
+]
+
+
+def _drop(folder: Path, key: str) -> None:
+    meta = json.loads((folder / "meta.json").read_text())
+    del meta[key]
+    (folder / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("change,pattern", [r[1:] for r in CODE_ROWS], ids=[r[0] for r in CODE_ROWS])
+def test_bad_code_folder(change, pattern, trained, tmp_path, capsys):
+    import re
+
+    cfg_path, _ = trained
+    folder = _code_folder(tmp_path)
+    size = ["data.image_size=null", "data.channels=null"]
+    if change is None:
+        size = ["data.image_size=8", "data.channels=null"]
+    else:
+        change(folder)
+    before, out = snapshot(folder), tmp_path / "new_run"
+    rc = main(["train", str(cfg_path), f"data.name={folder}", *size, "--out", str(out), "--no-progress"])
+    line = one_line(capsys.readouterr().err)
+    assert rc == 2 and re.search(pattern, line), line
+    assert snapshot(folder) == before and not out.exists()
+
+
+def test_a_good_code_folder_trains(trained, tmp_path, capsys):
+    """The control row: the same folder unchanged trains (so the rows above fail for their change)."""
+    cfg_path, _ = trained
+    folder, out = _code_folder(tmp_path), tmp_path / "new_run"
+    rc = main(["train", str(cfg_path), f"data.name={folder}", "data.image_size=null", "data.channels=null",
+               "train.steps=1", "--out", str(out), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    assert (out / "log.jsonl").is_file()
 
 
 # ---- config files ------------------------------------------------------------------------------------------------

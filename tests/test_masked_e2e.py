@@ -45,7 +45,7 @@ def test_train_builds_the_tokenizer_then_the_generator(masked_config, tmp_path, 
     assert "no tokenizer at" in capsys.readouterr().err  # it said it trains the tokenizer first
     assert (tmp_path / "tok" / "model.safetensors").is_file()
     assert (run / "tokenizer" / "model.safetensors").is_file()  # the run folder is self-contained
-    assert list((run / "tokenizer" / "tokens").glob("*.npy"))  # token grids cached
+    assert list((run / "tokenizer" / "tokens").glob("*/meta.json"))  # token grids cached as a code folder
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert {"gt_teacher", "gt_student", "distill", "student_loops"} <= set(log[-1])
     # cross-entropy starts near log V (uniform logits from the zero-initialised head)

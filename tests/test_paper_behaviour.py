@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from elt.config import load_config
+from elt.data import CodeDataset, write_codes
 from elt.ema import EMA
 from elt.family.masked import MaskedFamily
 from elt.objectives.flow import Diffusion, ObjectiveConfig, RectifiedFlow
@@ -63,7 +64,12 @@ def trainer(make_config, tiny_dataset, tmp_path, monkeypatch):
 
     def fake_prepare(self, data, run_dir, dist, progress=True):
         g = torch.Generator().manual_seed(7)
-        self.tokens = torch.randint(0, self.cfg.model.codebook_size, (len(data), self.cfg.model.tokens), generator=g)
+        m = self.cfg.model
+        tokens = torch.randint(0, m.codebook_size, (len(data), m.tokens), generator=g)  # (N, T)
+        folder = write_codes(tmp_path / "random_tokens", tokens.view(-1, m.grid, m.grid).to(torch.int16),
+                             data.labels, data.class_names, kind="tokens", source="random", codec="none",
+                             codebook_size=m.codebook_size)
+        self.codes = CodeDataset(folder)
 
     monkeypatch.setattr(MaskedFamily, "prepare", fake_prepare)
 

@@ -131,7 +131,7 @@ def test_eval_mode_and_encode_do_not_change_the_codebook():
     assert stats["restarts"] == 0
     model = small_model().train()
     before_model = {k: v.clone() for k, v in model.quantizer.state_dict().items()}
-    model.encode(images())
+    model.encode_unit(images())
     for ref, module in ((before, q), (before_model, model.quantizer)):
         for k, v in module.state_dict().items():
             assert torch.equal(v, ref[k]), k
@@ -152,7 +152,7 @@ def test_encode_decode_shapes_range_and_round_trip():
     model.train()(images(8))  # one training pass: codebook from data
     model.eval()
     x = images(5, seed=1)
-    tokens = model.encode(x)
+    tokens = model.encode_unit(x)
     assert tokens.shape == (5, 4, 4) and tokens.dtype == torch.int64
     assert model.token_grid == (4, 4) and model.codebook_size == 16 and model.image_shape == (1, 8, 8)
     out = model.decode(tokens)
@@ -162,7 +162,7 @@ def test_encode_decode_shapes_range_and_round_trip():
     assert torch.equal(tokens, fwd_tokens)
     torch.testing.assert_close(out, recon)
     grid = small_model(shape=(3, 16, 12), downsample=2)
-    assert grid.encode(images(2, (3, 16, 12))).shape == (2, 4, 3)
+    assert grid.encode_unit(images(2, (3, 16, 12))).shape == (2, 4, 3)
 
 
 def test_clear_errors_for_bad_images_and_tokens():
@@ -170,7 +170,7 @@ def test_clear_errors_for_bad_images_and_tokens():
         small_model(shape=(1, 10, 10), downsample=2)
     model = small_model()
     with pytest.raises(ValueError, match=r"\(B, 1, 8, 8\)"):
-        model.encode(images(2, (1, 12, 12)))
+        model.encode_unit(images(2, (1, 12, 12)))
     with pytest.raises(ValueError, match=r"0\.\.15"):
         model.decode(torch.full((1, 4, 4), 16))
     with pytest.raises(ValueError, match=r"0\.\.15"):
@@ -189,7 +189,7 @@ def test_save_load_round_trip_and_mismatch(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]  # no temp folder left behind
     loaded = load_tokenizer(out)
     x = images(4, seed=3)
-    assert torch.equal(loaded.encode(x), model.encode(x))
+    assert torch.equal(loaded.encode_unit(x), model.encode_unit(x))
     assert tokenizer_fingerprint(loaded) == tokenizer_fingerprint(model)
     text = (out / "config.yaml").read_text().replace("codebook_size: 16", "codebook_size: 32")
     (out / "config.yaml").write_text(text)
@@ -247,7 +247,7 @@ def test_torchscript_tokenizer(tmp_path):
     tok = load_tokenizer(path)
     assert tok.codebook_size == 16 and tok.token_grid == (2, 2) and tok.image_shape == (1, 4, 4)
     x = images(3, (1, 4, 4))
-    tokens = tok.encode(x)
+    tokens = tok.encode_unit(x)
     assert tokens.shape == (3, 2, 2) and tokens.dtype == torch.int64
     assert tok.decode(tokens).shape == (3, 1, 4, 4)
     with pytest.raises(ValueError, match=r"0\.\.15"):
@@ -272,8 +272,8 @@ def test_token_cache_reused_and_invalidated(tmp_path, monkeypatch):
     monkeypatch.setattr(tok_cache, "encode_dataset", lambda *a, **k: calls.append(1) or real(*a, **k))
     first = token_grids(model, data, tmp_path, "digits/train", batch_size=10, progress=False)
     assert first.shape == (24, 4, 4) and first.dtype == torch.int64 and len(calls) == 1
-    files = list(tmp_path.glob("*.npy"))
-    assert len(files) == 1 and np.load(files[0]).dtype == np.int16
+    folders = list(tmp_path.glob("digits_train-*"))  # one code folder
+    assert len(folders) == 1 and np.load(folders[0] / "codes.npy").dtype == np.int16
     again = token_grids(model, data, tmp_path, "digits/train", batch_size=10, progress=False)
     assert torch.equal(first, again) and len(calls) == 1  # read from the cache
     with torch.no_grad():
@@ -281,7 +281,12 @@ def test_token_cache_reused_and_invalidated(tmp_path, monkeypatch):
     token_grids(model, data, tmp_path, "digits/train", progress=False)
     assert len(calls) == 2
     token_grids(model, uint8_dataset(24, seed=1), tmp_path, "digits/train", progress=False)  # other data
-    assert len(calls) == 3 and len(list(tmp_path.glob("*.npy"))) == 3
+    assert len(calls) == 3 and len(list(tmp_path.glob("digits_train-*"))) == 3
+    relabelled = uint8_dataset(24, seed=1)
+    relabelled.labels = 1 - relabelled.labels  # same images, other labels: the cached labels would be wrong
+    codes = tok_cache.token_codes(model, relabelled, tmp_path, "digits/train", progress=False)
+    assert len(calls) == 4 and torch.equal(codes.labels, relabelled.labels)
+    assert torch.equal(codes.all_codes(), tok_cache.encode_dataset(model, relabelled, progress=False))
     assert not list(tmp_path.glob(".*"))  # no temp files left
 
 
@@ -358,7 +363,7 @@ def test_evaluate_tokenizer_counts_usage():
     data = uint8_dataset(12)
     m = evaluate_tokenizer(model, data, batch_size=5)
     assert m["images"] == 12
-    tokens = model.encode(data.images.float() / 127.5 - 1)
+    tokens = model.encode_unit(data.images.float() / 127.5 - 1)
     assert m["codes_used"] == len(tokens.unique())
     recon = (model.decode(tokens) + 1) / 2
     mse = (recon - data.images.float() / 255).pow(2).flatten(1).mean(1)

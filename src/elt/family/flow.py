@@ -20,7 +20,7 @@ class FlowFamily:
         """Nothing to prepare: the flow family trains on pixels."""
 
     def batch(self, step: int, idx: torch.Tensor, data, rank_slice: slice, null_label: int, device) -> dict:
-        """This rank's part of global batch `step` (global indices `idx`): noised images and targets."""
+        """This rank's part of global batch `step` (global indices `idx`): noised images (or latents) and targets."""
         t = self.cfg.train
         B = len(idx)
         g = step_generator(t.seed, step)
@@ -28,9 +28,9 @@ class FlowFamily:
         noise = torch.randn(B, C, H, W, generator=g)
         u = torch.randn(B, generator=g)
         drop = torch.rand(B, generator=g) < t.label_dropout
-        images, labels = data.get_batch(idx[rank_slice])
+        items, labels = data.get_batch(idx[rank_slice])  # uint8 pixels, or codes from a code folder
         labels = torch.where(drop[rank_slice], torch.full_like(labels, null_label), labels)
-        x0 = images.to(device).float() / 127.5 - 1.0  # (b, C, H, W) in [-1, 1]
+        x0 = data.model_inputs(items.to(device))  # (b, C, H, W): pixels in [-1, 1], or latents as stored
         x_t, tt, target, weight = self.process.training_inputs(x0, noise[rank_slice].to(device),
                                                                u[rank_slice].to(device))
         return {"x_t": x_t, "t": tt, "y": labels.to(device), "target": target, "weight": weight}

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ..budget import Budget, BudgetSchedule
+from ..codecs.pixel import to_uint8  # noqa: F401  (B, C, *S) in [-1, 1] -> uint8 (B, *S, C), for the samplers
 
 
 def network_fn(model) -> Callable[..., torch.Tensor]:
@@ -64,7 +65,3 @@ def loop_schedule(loops: int | Sequence[int], steps: int) -> list[int]:
     (validated by Budget: BudgetError, a ValueError)."""
     return BudgetSchedule.of(loops, steps).loops
 
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) in [-1, 1] -> uint8 (B, H, W, C)."""
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()

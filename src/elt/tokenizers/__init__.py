@@ -3,7 +3,7 @@
 Nothing here imports `elt.config` at module level (it imports `TokenizerConfig` from this package).
 """
 from .autoencoder import VQAutoencoder
-from .cache import token_grids
+from .cache import token_codes, token_grids
 from .config import TokenizerConfig
 from .evaluate import evaluate_tokenizer
 from .pretrained import ScriptedTokenizer, TokenizerError, load_tokenizer, save_tokenizer, tokenizer_fingerprint
@@ -19,6 +19,7 @@ __all__ = [
     "evaluate_tokenizer",
     "load_tokenizer",
     "save_tokenizer",
+    "token_codes",
     "token_grids",
     "tokenizer_fingerprint",
     "train_tokenizer",

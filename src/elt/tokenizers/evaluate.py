@@ -4,10 +4,17 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from ..codecs.pixel import to_unit
+from ..codecs.psnr import psnr_db, unit_mse
 
-def to_unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, C, H, W) -> float in [-1, 1]."""
-    return images.float() / 127.5 - 1.0
+__all__ = ["check_data_fits", "evaluate_tokenizer", "to_unit", "usage_stats"]
+
+
+def check_data_fits(tok, dataset) -> None:
+    """The data set's images must have the tokenizer's image shape (ValueError otherwise)."""
+    if tuple(dataset.image_shape) != tuple(tok.image_shape):
+        raise ValueError(f"the data set's images are {tuple(dataset.image_shape)} but the tokenizer reads "
+                         f"{tuple(tok.image_shape)}: resize the data (image_size/channels) to match")
 
 
 def usage_stats(counts: torch.Tensor) -> dict:
@@ -23,9 +30,7 @@ def usage_stats(counts: torch.Tensor) -> dict:
 def evaluate_tokenizer(tok, dataset, batch_size: int = 500, progress: bool = False) -> dict:
     """Encode and decode every image of `dataset`. PSNR (dB) compares images mapped to [0, 1] and is
     averaged per image (an exact reconstruction counts as 100 dB); usage counts tokens over the whole split."""
-    if tuple(dataset.image_shape) != tuple(tok.image_shape):
-        raise ValueError(f"the data set's images are {tuple(dataset.image_shape)} but the tokenizer reads "
-                         f"{tuple(tok.image_shape)}: resize the data (image_size/channels) to match")
+    check_data_fits(tok, dataset)
     n = len(dataset)
     if n == 0:
         raise ValueError("cannot evaluate a tokenizer on an empty data set")
@@ -34,10 +39,10 @@ def evaluate_tokenizer(tok, dataset, batch_size: int = 500, progress: bool = Fal
     for s in tqdm(range(0, n, batch_size), disable=not progress, desc="eval tokenizer", leave=False):
         images, _ = dataset.get_batch(torch.arange(s, min(n, s + batch_size)))
         x = to_unit(images)  # (b, C, H, W)
-        tokens = tok.encode(x)  # (b, h, w)
-        recon = tok.decode(tokens).float().cpu().clamp(-1, 1)
-        mse = ((recon - x) / 2).pow(2).flatten(1).mean(1)  # (b,) on the [0, 1] scale
-        psnr_sum += float((10 * torch.log10(1.0 / mse.clamp_min(1e-10))).sum())
+        tokens = tok.encode_unit(x)  # (b, h, w)
+        recon = tok.decode(tokens).float().cpu()
+        mse = unit_mse(recon, x)  # (b,) on the [0, 1] scale
+        psnr_sum += float(psnr_db(mse).sum())
         mse_sum += float(mse.sum())
         counts += torch.bincount(tokens.reshape(-1).cpu(), minlength=tok.codebook_size)
     out = {"psnr": psnr_sum / n, "mse": mse_sum / n, "images": n, "codebook_size": int(tok.codebook_size)}

@@ -16,13 +16,17 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..atomic import staged_dir
+from ..codecs.pixel import to_uint8, to_unit
+from ..codecs.psnr import psnr as image_psnr
 from ..data import DataError, load_dataset
 from ..grid import make_grid, save_png
 from ..train.schedule import batch_indices, warmup_cosine
 from .autoencoder import VQAutoencoder
 from .config import TokenizerConfig
-from .evaluate import evaluate_tokenizer, to_unit
-from .pretrained import TokenizerError, staged_dir, write_model_files
+from .errors import TokenizerError
+from .evaluate import evaluate_tokenizer
+from .pretrained import write_model_files
 
 MIN_LR_RATIO = 0.1  # cosine decay to lr·MIN_LR_RATIO at the last step
 GRAD_CLIP = 1.0
@@ -36,8 +40,7 @@ def learning_rate(step: int, tcfg: TokenizerConfig) -> float:
 
 def psnr(recon: torch.Tensor, x: torch.Tensor) -> float:
     """Mean per-image PSNR (dB) of [-1, 1] images on the [0, 1] scale."""
-    mse = ((recon.detach().float().clamp(-1, 1) - x.float()) / 2).pow(2).flatten(1).mean(1)
-    return float((10 * torch.log10(1.0 / mse.clamp_min(1e-10))).mean())
+    return float(image_psnr(recon, x).mean())
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -55,11 +58,11 @@ def save_recon_grid(model: VQAutoencoder, dataset, path: Path, pairs: int = 4, c
     cols = min(cols, n)
     idx = torch.linspace(0, len(dataset) - 1, pairs * cols).round().long()  # split files are often class-sorted
     images, _ = dataset.get_batch(idx)
-    recon = model.decode(model.encode(to_unit(images))).float().cpu().clamp(-1, 1)
-    recon = ((recon + 1) * 127.5).round().to(torch.uint8)
+    recon = to_uint8(model.decode(model.encode_unit(to_unit(images))))  # (n, H, W, C)
+    images = images.movedim(1, -1)  # (n, H, W, C)
     rows = torch.stack([images.view(pairs, cols, *images.shape[1:]), recon.view(pairs, cols, *recon.shape[1:])], 1)
-    tiles = rows.reshape(-1, *images.shape[1:]).permute(0, 2, 3, 1)  # (2·pairs·cols, H, W, C)
-    scale = max(1, 64 // images.shape[-1])
+    tiles = rows.reshape(-1, *images.shape[1:])  # (2·pairs·cols, H, W, C)
+    scale = max(1, 64 // images.shape[-2])  # by the width
     return save_png(make_grid(tiles.numpy(), 2 * pairs, cols), path, scale=scale)
 
 
