@@ -241,7 +241,7 @@ def test_learning_rate_schedule(make_config):
 def test_trainer_rejects_mismatched_data(make_config, tiny_dataset, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="3 classes but model.num_classes=5"):
         Trainer(make_config("model.num_classes=5"), tmp_path / "r", progress=False)
-    with pytest.raises(ConfigError, match="gives images of shape"):
+    with pytest.raises(ConfigError, match="gives items of shape"):
         Trainer(make_config("model.image_size=12"), tmp_path / "r2", progress=False)
     import elt.distributed
     monkeypatch.setattr(elt.distributed, "setup", lambda dev: DistInfo(rank=0, world=2))

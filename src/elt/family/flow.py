@@ -17,20 +17,19 @@ class FlowFamily:
         self.process = build_objective(cfg.objective)
 
     def prepare(self, data, run_dir, dist, progress: bool = True) -> None:
-        """Nothing to prepare: the flow family trains on pixels."""
+        """Nothing to prepare: the flow family trains on pixels or on the codes of a code folder as stored."""
 
     def batch(self, step: int, idx: torch.Tensor, data, rank_slice: slice, null_label: int, device) -> dict:
         """This rank's part of global batch `step` (global indices `idx`): noised images (or latents) and targets."""
         t = self.cfg.train
         B = len(idx)
         g = step_generator(t.seed, step)
-        C, H, W = data.image_shape
-        noise = torch.randn(B, C, H, W, generator=g)
+        noise = torch.randn(B, *data.image_shape, generator=g)  # (B, C, *S): images, clips or latents
         u = torch.randn(B, generator=g)
         drop = torch.rand(B, generator=g) < t.label_dropout
         items, labels = data.get_batch(idx[rank_slice])  # uint8 pixels, or codes from a code folder
         labels = torch.where(drop[rank_slice], torch.full_like(labels, null_label), labels)
-        x0 = data.model_inputs(items.to(device))  # (b, C, H, W): pixels in [-1, 1], or latents as stored
+        x0 = data.model_inputs(items.to(device))  # (b, C, *S): pixels in [-1, 1], or latents as stored
         x_t, tt, target, weight = self.process.training_inputs(x0, noise[rank_slice].to(device),
                                                                u[rank_slice].to(device))
         return {"x_t": x_t, "t": tt, "y": labels.to(device), "target": target, "weight": weight}

@@ -50,6 +50,11 @@ class MaskedModelConfig:
             raise ValueError(f"model.dim must be divisible by 4 (2-D sin-cos positions), got {self.dim}")
 
     @property
+    def input_shape(self) -> tuple[int, ...]:
+        """(C, H, W): the images the tokenizer turns into this model's token grid."""
+        return (self.channels, self.image_size, self.image_size)
+
+    @property
     def token_grid(self) -> tuple[int, ...]:
         """Tokens along each axis of the tokenizer's code grid: (grid, grid)."""
         return (self.grid, self.grid)

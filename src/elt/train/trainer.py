@@ -44,11 +44,11 @@ class Trainer:
         check_tensorboard(t.tensorboard and self.dist.is_main)
         self.data = load_dataset(cfg.data.name, "train", image_size=cfg.data.image_size,
                                  channels=cfg.data.channels, download=True)
-        want = (cfg.model.channels, cfg.model.image_size, cfg.model.image_size)
+        want = cfg.model.input_shape  # (C, H, W), or (C, T, H, W) for clips
         if tuple(self.data.image_shape) != want:
-            raise ConfigError(f"data {cfg.data.name!r} gives images of shape {tuple(self.data.image_shape)} but the "
-                              f"model expects {want}: set model.channels/model.image_size to match, or "
-                              f"data.image_size/data.channels to resize the data")
+            raise ConfigError(f"data {cfg.data.name!r} gives items of shape {tuple(self.data.image_shape)} but the "
+                              f"model expects {want}: set model.channels/model.image_size (and model.frames for "
+                              f"clips) to match, or data.image_size/data.channels to resize the data")
         if self.data.num_classes != cfg.model.num_classes:
             raise ConfigError(f"data {cfg.data.name!r} has {self.data.num_classes} classes but "
                               f"model.num_classes={cfg.model.num_classes}: make them equal")
@@ -169,7 +169,7 @@ class Trainer:
 
     def sample_grid(self, per_class: int = 8, steps: int | None = None) -> Path | None:
         """EMA samples at L_max: one row per class -> RUN_DIR/samples/step_XXXXXXX.png (and TensorBoard)."""
-        if not self.dist.is_main:
+        if not self.dist.is_main or not self._pixel_samples():
             return None
         k = self.cfg.model.num_classes
         labels = torch.arange(k).repeat_interleave(per_class)
@@ -180,6 +180,12 @@ class Trainer:
         if self.log is not None:
             self.log.image("samples", grid, self.step)
         return save_png(grid, self.run_dir / "samples" / f"step_{self.step:07d}.png", scale=2)
+
+
+    def _pixel_samples(self) -> bool:
+        """Sample grids are drawn for image models on pixel data only: latents need their decoder (not part
+        of a run yet) and clips have no single-image grid."""
+        return getattr(self.data, "kind", "pixels") != "latents" and len(self.cfg.model.input_shape) == 3
 
 
 def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True,
