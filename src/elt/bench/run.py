@@ -18,6 +18,7 @@ import torch
 from ..atomic import write_text_atomic
 from ..config import ConfigError, load_config
 from ..outputs import output_file
+from ..precision import check_precision
 from .flops import analytic_forward_flops, count_flops, matmul_peak
 from .memory import peak_call_bytes, process_max_rss_bytes
 from .report import format_report
@@ -60,8 +61,8 @@ def _check(opts: BenchOptions) -> None:
                              ("--warmup", opts.warmup, 0), ("--threads", opts.threads, 1)):
         if value is not None and value < low:
             raise ConfigError(f"{flag} must be >= {low}, got {value}")
-    if opts.precision not in (None, "bf16", "fp32"):
-        raise ConfigError(f"--precision must be bf16 or fp32, got {opts.precision!r}")
+    if opts.precision is not None:
+        check_precision("--precision", opts.precision, ConfigError)
     if opts.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"--device must be auto, cpu or cuda, got {opts.device!r}")
     if opts.device == "cuda" and not torch.cuda.is_available():

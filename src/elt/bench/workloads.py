@@ -19,7 +19,8 @@ from torch import nn
 from ..config import Config
 from ..models import build_model
 from ..objectives.flow import build_objective
-from ..train.step import autocast, compute_loss, plan_step
+from ..precision import autocast
+from ..train.step import compute_loss, plan_step
 from .flops import Arch, dit_arch, flow_arch
 
 

@@ -7,7 +7,6 @@ and renamed into place at the end, so an interrupted run leaves no folder that l
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from ..codecs.pixel import to_uint8, to_unit
 from ..codecs.psnr import psnr as image_psnr
 from ..data import DataError, load_dataset
 from ..grid import make_grid, save_png
+from ..precision import autocast
 from ..train.schedule import batch_indices, warmup_cosine
 from .autoencoder import VQAutoencoder
 from .config import TokenizerConfig
@@ -118,8 +118,7 @@ def train_tokenizer(tcfg: TokenizerConfig, data_name: str, out_dir, image_size: 
     torch.manual_seed(tcfg.seed)  # initial weights and codebook restarts
     model = VQAutoencoder(tcfg, data.image_shape).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, betas=BETAS, weight_decay=0.0)
-    amp = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if tcfg.precision == "bf16" \
-        else contextlib.nullcontext
+    amp = lambda: autocast(dev, tcfg.precision)  # noqa: E731  (a fresh context per step)
     data_info = {"name": str(data_name), "image_size": image_size, "channels": channels}
     n, K = len(data), tcfg.codebook_size
     with staged_dir(out_dir, overwrite=overwrite) as tmp:
