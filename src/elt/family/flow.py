@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..objectives.flow import build_objective
-from ..objectives.ilsd import step_generator
+from ..rng import step_generator
 
 
 class FlowFamily:

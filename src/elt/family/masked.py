@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 
 from ..config import ConfigError
-from ..objectives.ilsd import step_generator
 from ..objectives.masked import MaskedTokens
+from ..rng import step_generator
 from ..tokenizers.run_folder import check_tokenizer, ensure_run_codes, run_tokenizer
 
 __all__ = ["MaskedFamily", "check_tokenizer", "run_tokenizer"]
