@@ -19,6 +19,7 @@ from ..atomic import staged_dir
 from ..codecs.pixel import to_uint8, to_unit
 from ..codecs.psnr import psnr as image_psnr
 from ..data import DataError, load_dataset
+from ..device import resolve_device as _resolve_device
 from ..grid import make_grid, save_png
 from ..precision import autocast
 from ..train.schedule import batch_indices, warmup_cosine
@@ -44,11 +45,9 @@ def psnr(recon: torch.Tensor, x: torch.Tensor) -> float:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise TokenizerError(f"device {device!r} was asked for but CUDA is not available: use 'cpu' or 'auto'")
-    return torch.device(device)
+    """The tokenizer trainer's device ("auto", "cpu", "cuda" or "cuda:N"); TokenizerError if CUDA is missing."""
+    no_cuda = TokenizerError(f"device {device!r} was asked for but CUDA is not available: use 'cpu' or 'auto'")
+    return _resolve_device(device, no_cuda)
 
 
 def save_recon_grid(model: VQAutoencoder, dataset, path: Path, pairs: int = 4, cols: int = 8) -> Path:
