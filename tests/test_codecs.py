@@ -13,6 +13,7 @@ from elt.data import ArrayImageDataset
 from elt.hashing import dataset_hash, file_sha1, file_sha256, images_sha1, state_dict_sha1
 from elt.tokenizers import ScriptedTokenizer, TokenizerConfig, VQAutoencoder
 from elt.weights import save_weights
+from stand_ins import StandIn
 
 ALL_BYTES = torch.arange(256, dtype=torch.uint8)
 
@@ -74,28 +75,6 @@ def test_psnr_hand_cases():
 
 
 # ---- the VQ base: both tokenizers get the same checks ---------------------------------------------------
-class StandIn(nn.Module):
-    """A 2x2-token TorchScript tokenizer of 1x4x4 images, 16 codes."""
-
-    def __init__(self):
-        super().__init__()
-        self.codebook_size = 16
-        self.token_grid: tuple[int, int] = (2, 2)
-        self.image_shape: tuple[int, int, int] = (1, 4, 4)
-        self.pool = nn.AvgPool2d(2)
-
-    @torch.jit.export
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return ((self.pool(x)[:, 0] + 1) * 7.5).round().long().clamp(0, 15)
-
-    @torch.jit.export
-    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        return (tokens.float() / 7.5 - 1)[:, None].repeat_interleave(2, 2).repeat_interleave(2, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encode(x)
-
-
 def _autoencoder():
     torch.manual_seed(0)
     cfg = TokenizerConfig(base_channels=4, downsample=1, res_blocks=0, codebook_size=16, code_dim=4)

@@ -29,6 +29,7 @@ from elt.tokenizers import (
 from elt.tokenizers import cache as tok_cache
 from elt.tokenizers import train as tok_train
 from elt.tokenizers.cli import add_tokenizer_parser
+from stand_ins import StandIn
 
 SMALL = {"base_channels": 8, "downsample": 1, "res_blocks": 1, "codebook_size": 16, "code_dim": 4}
 
@@ -200,29 +201,6 @@ def test_save_load_round_trip_and_mismatch(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(TokenizerError, match="model.safetensors"):
         load_tokenizer(tmp_path / "empty")
-
-
-class StandIn(nn.Module):
-    """A user's TorchScript tokenizer: 4x4 grey images <-> 2x2 grids of 16 tokens."""
-
-    def __init__(self):
-        super().__init__()
-        self.codebook_size = 16
-        self.token_grid: tuple[int, int] = (2, 2)
-        self.image_shape: tuple[int, int, int] = (1, 4, 4)
-        self.pool = nn.AvgPool2d(2)
-
-    @torch.jit.export
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return ((self.pool(x)[:, 0] + 1) * 7.5).round().long().clamp(0, 15)
-
-    @torch.jit.export
-    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        v = tokens.float() / 7.5 - 1
-        return v[:, None].repeat_interleave(2, 2).repeat_interleave(2, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encode(x)
 
 
 class NoDecode(nn.Module):

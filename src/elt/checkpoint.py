@@ -16,10 +16,11 @@ import zipfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from .atomic import write_text_atomic
 from .config import Config, ConfigError, config_from_dict, dump_config, parse_yaml, read_text
+from .weights import load_strict, save_weights, state_mismatch  # noqa: F401  (state_mismatch: old import path)
 
 
 from .errors import CheckpointError  # noqa: E402  (defined with the project's other errors)
@@ -33,7 +34,7 @@ def save_checkpoint(run_dir: str | Path, step: int, cfg: Config, ema_state: dict
     final = root / f"step_{step:07d}"
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in ema_state.items()}, str(tmp / "model.safetensors"))
+        save_weights(ema_state, tmp / "model.safetensors")
         (tmp / "config.yaml").write_text(dump_config(cfg))
         torch.save(train_state, tmp / "state.pt")
         if final.exists():
@@ -136,23 +137,11 @@ def load_config_from(ckpt: Path) -> Config:
         raise CheckpointError(f"{ckpt / 'config.yaml'} is not a valid config ({e})") from None
 
 
-def state_mismatch(own: dict, state: dict) -> str:
-    """'' when `state` fits a module whose state_dict is `own`, else a short list of what does not."""
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
-    return "; ".join(f"{name}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
-                     for name, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", wrong))
-                     if keys)
-
-
 def load_weights(model: torch.nn.Module, state: dict, source: str) -> None:
     """load_state_dict(strict) with a message that names the mismatch instead of a wall of keys."""
-    detail = state_mismatch(model.state_dict(), state)
-    if detail:
-        raise CheckpointError(f"checkpoint {source} was written for another architecture ({detail}); "
-                              f"load it with the config saved beside it, or start a new run folder")
-    model.load_state_dict(state)
+    load_strict(model, state, lambda detail: CheckpointError(
+        f"checkpoint {source} was written for another architecture ({detail}); "
+        f"load it with the config saved beside it, or start a new run folder"))
 
 
 def load_ema_weights(ckpt: Path) -> dict:

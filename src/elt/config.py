@@ -16,6 +16,7 @@ from .models.registry import expand_size
 from .objectives.flow import ObjectiveConfig
 from .objectives.ilsd import MODES
 from .objectives.masked import MaskedObjectiveConfig
+from .precision import check_precision
 from .schema import build, field_hints, section_choices
 from .tokenizers.config import TokenizerConfig
 
@@ -154,8 +155,7 @@ class Config:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
         if not 0 <= t.label_dropout < 1:
             raise ConfigError(f"train.label_dropout must be in [0, 1), got {t.label_dropout}")
-        if t.precision not in ("bf16", "fp32"):
-            raise ConfigError(f"train.precision must be 'bf16' or 'fp32' (fp16 is not supported), got {t.precision!r}")
+        check_precision("train.precision", t.precision, ConfigError, "fp16 is not supported")
         if t.lr_schedule not in ("cosine", "constant"):
             raise ConfigError(f"train.lr_schedule must be 'cosine' or 'constant', got {t.lr_schedule!r}")
         d = self.data

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .device import resolve_device
+from .errors import ConfigError
+
 
 @dataclass
 class DistInfo:
@@ -27,21 +30,14 @@ def setup(device_pref: str = "auto") -> DistInfo:
         rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", "0"))
     except ValueError:
-        from .config import ConfigError
-
         raise ConfigError("WORLD_SIZE, RANK and LOCAL_RANK must be integers: launch with torchrun, or unset them "
                           "for a one-process run") from None
     if world > 1 and "MASTER_ADDR" not in os.environ:
-        from .config import ConfigError
-
         raise ConfigError(f"WORLD_SIZE={world} but MASTER_ADDR is not set: launch with `torchrun --nproc_per_node="
                           f"{world} -m elt.cli train ...`, or unset WORLD_SIZE and RANK for a one-process run")
-    use_cuda = device_pref == "cuda" or (device_pref == "auto" and torch.cuda.is_available())
-    if device_pref == "cuda" and not torch.cuda.is_available():
-        from .config import ConfigError
-
-        raise ConfigError("train.device=cuda but no CUDA device is visible: use train.device=cpu or auto")
-    device = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
+    no_cuda = ConfigError("train.device=cuda but no CUDA device is visible: use train.device=cpu or auto")
+    device = resolve_device(device_pref, no_cuda, index=local)
+    use_cuda = device.type == "cuda"
     if use_cuda:
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():

@@ -17,7 +17,9 @@ import torch
 
 from ..atomic import write_text_atomic
 from ..config import ConfigError, load_config
+from ..device import resolve_device
 from ..outputs import output_file
+from ..precision import check_precision
 from .flops import analytic_forward_flops, count_flops, matmul_peak
 from .memory import peak_call_bytes, process_max_rss_bytes
 from .report import format_report
@@ -60,12 +62,11 @@ def _check(opts: BenchOptions) -> None:
                              ("--warmup", opts.warmup, 0), ("--threads", opts.threads, 1)):
         if value is not None and value < low:
             raise ConfigError(f"{flag} must be >= {low}, got {value}")
-    if opts.precision not in (None, "bf16", "fp32"):
-        raise ConfigError(f"--precision must be bf16 or fp32, got {opts.precision!r}")
+    if opts.precision is not None:
+        check_precision("--precision", opts.precision, ConfigError)
     if opts.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"--device must be auto, cpu or cuda, got {opts.device!r}")
-    if opts.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda, but this PyTorch sees no CUDA device: use --device cpu (or auto)")
+    _device(opts)  # before the benchmark runs
     if opts.json_path:  # before the benchmark runs, not after it
         output_file("--json", opts.json_path, ".json", example="bench.json")
 
@@ -184,6 +185,11 @@ def _group(timings: dict, contestants: list[Contestant], batch: int, flops_key: 
     return {"batch": batch, "models": models, "time_ratios": ratios}
 
 
+def _device(opts: BenchOptions) -> torch.device:
+    no_cuda = ConfigError("--device cuda, but this PyTorch sees no CUDA device: use --device cpu (or auto)")
+    return resolve_device(opts.device, no_cuda)
+
+
 def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> dict:
     """Run the benchmark -> the result dict (also printed as a table, and written to opts.json_path)."""
     _check(opts)
@@ -194,8 +200,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda m: print(m
     s = _settings(opts, cfg)
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    device = torch.device("cuda" if opts.device == "cuda" or (opts.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    device = _device(opts)
     amp = autocast_factory(device, s["precision"])
 
     log("measuring the matmul peak (fp32, bf16) ...")

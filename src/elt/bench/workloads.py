@@ -19,7 +19,9 @@ from torch import nn
 from ..config import Config
 from ..models import build_model
 from ..objectives.flow import build_objective
-from ..train.step import autocast, compute_loss, plan_step
+from ..objectives.labels import drop_labels
+from ..precision import autocast
+from ..train.step import compute_loss, plan_step
 from .flops import Arch, dit_arch, flow_arch
 
 
@@ -104,11 +106,11 @@ def train_inputs(cfg: Config, batch: int, device: torch.device, seed: int = 0) -
     """x0 (B, *input_shape) in [-1, 1], noise, u (B,), labels with the config's label dropout (null label)."""
     m, g = cfg.model, torch.Generator().manual_seed(seed)
     y = torch.randint(0, m.num_classes, (batch,), generator=g)
-    drop = torch.rand(batch, generator=g) < cfg.train.label_dropout
+    y = drop_labels(y, cfg.train.label_dropout, m.num_classes, g)
     return {"x0": torch.rand(batch, *m.input_shape, generator=g).to(device) * 2 - 1,
             "noise": torch.randn(batch, *m.input_shape, generator=g).to(device),
             "u": torch.randn(batch, generator=g).to(device),
-            "y": torch.where(drop, torch.full_like(y, m.num_classes), y).to(device)}
+            "y": y.to(device)}
 
 
 def _call(c: Contestant, net: nn.Module, x, t, y, exits=None):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..objectives.flow import build_objective
-from ..objectives.ilsd import step_generator
+from ..objectives.labels import drop_labels
+from ..rng import step_generator
 
 
 class FlowFamily:
@@ -26,9 +27,8 @@ class FlowFamily:
         g = step_generator(t.seed, step)
         noise = torch.randn(B, *data.image_shape, generator=g)  # (B, C, *S): images, clips or latents
         u = torch.randn(B, generator=g)
-        drop = torch.rand(B, generator=g) < t.label_dropout
         items, labels = data.get_batch(idx[rank_slice])  # uint8 pixels, or codes from a code folder
-        labels = torch.where(drop[rank_slice], torch.full_like(labels, null_label), labels)
+        labels = drop_labels(labels, t.label_dropout, null_label, g, B, rank_slice)  # g's third draw, (b,)
         x0 = data.model_inputs(items.to(device))  # (b, C, *S): pixels in [-1, 1], or latents as stored
         x_t, tt, target, weight = self.process.training_inputs(x0, noise[rank_slice].to(device),
                                                                u[rank_slice].to(device))

@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 
 from ..config import ConfigError
-from ..objectives.ilsd import step_generator
+from ..objectives.labels import drop_labels
 from ..objectives.masked import MaskedTokens
+from ..rng import step_generator
 from ..tokenizers.run_folder import check_tokenizer, ensure_run_codes, run_tokenizer
 
 __all__ = ["MaskedFamily", "check_tokenizer", "run_tokenizer"]
@@ -40,9 +41,8 @@ class MaskedFamily:
         # (B, T), the whole global batch so every rank draws the same masks
         targets = self.codes.model_inputs(self.codes.get_batch(idx)[0]).flatten(1)
         inputs, mask = self.process.training_inputs(targets, g)
-        drop = torch.rand(len(idx), generator=g) < t.label_dropout
         labels = self.codes.labels[idx[rank_slice]]  # the code folder's labels are the data set's
-        labels = torch.where(drop[rank_slice], torch.full_like(labels, null_label), labels)
+        labels = drop_labels(labels, t.label_dropout, null_label, g, len(idx), rank_slice)  # (b,)
         share = mask.sum().item() * len(labels) / len(idx)  # this rank's share of the global masked tokens
         return {"inputs": inputs[rank_slice].to(device), "y": labels.to(device), "count": share,
                 "targets": targets[rank_slice].to(device), "mask": mask[rank_slice].to(device)}

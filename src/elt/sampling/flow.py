@@ -13,6 +13,8 @@ import torch
 
 from ..budget import Budget, BudgetSchedule
 from ..objectives.flow import Diffusion, RectifiedFlow
+from ..precision import autocast, check_precision
+from ..rng import ddpm_step_seed, generator
 from .common import guided_call, guided_fn, network_fn, to_uint8
 
 Denoiser = Callable[..., torch.Tensor]  # fn(x (B, *S), t (B,), y (B,), step: StepBudget) -> (B, *S)
@@ -95,19 +97,17 @@ def sample_images(model, process, labels: torch.Tensor, loops: LoopSpec, steps: 
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    if precision not in ("bf16", "fp32"):
-        raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
+    check_precision("precision", precision)
     schedule = BudgetSchedule.of(loops, steps, uncond)
     denoise = guided_fn(model, cfg)
     device = next(model.parameters()).device
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed)  # the initial noise
     noise_all = torch.randn(len(labels), *model.sample_shape, generator=g)  # (N, C, *spatial)
     out = []
     for start in range(0, len(labels), batch_size):
         y = labels[start:start + batch_size].to(device)
         noise = noise_all[start:start + batch_size].to(device)
-        with amp:
+        with autocast(device, precision):
             x = _sample_batch(denoise, process, noise, y, schedule, seed, noise_all.shape,
                               slice(start, start + len(y)))
         out.append(to_uint8(x))
@@ -119,7 +119,6 @@ def sample_images(model, process, labels: torch.Tensor, loops: LoopSpec, steps: 
 def _sample_batch(denoise, process, noise, y, schedule, seed, full_shape, sl):
     if isinstance(process, Diffusion):
         def step_noise(i: int) -> torch.Tensor:
-            g_i = torch.Generator().manual_seed(seed * 1_000_003 + i + 1)  # the same for every batch
-            return torch.randn(full_shape, generator=g_i)[sl]
+            return torch.randn(full_shape, generator=generator(ddpm_step_seed(seed, i)))[sl]  # same for every batch
         return ddpm_solve(denoise, process, noise, y, schedule, step_noise)
     return euler_solve(denoise, noise, y, schedule)

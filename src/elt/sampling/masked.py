@@ -17,6 +17,8 @@ import torch
 
 from ..budget import Budget, BudgetSchedule
 from ..objectives.masked import mask_ratio
+from ..precision import autocast, check_precision
+from ..rng import decode_noise_seed, generator
 from .common import guided_call, guided_fn, network_fn, to_uint8
 
 LogitsFn = Callable[..., torch.Tensor]  # fn(tokens (B, T), y (B,), step: StepBudget) -> fp32 logits (B, T, V)
@@ -77,7 +79,7 @@ class NoiseSource:
         """-> uniforms (B, T, V) for token sampling, uniforms (B, T) for the confidence noise."""
         tok, choice = [], []
         for i in self.rows:
-            g = torch.Generator().manual_seed((self.seed * 1_000_003 + i) * 1_009 + k)
+            g = generator(decode_noise_seed(self.seed, i, k))
             tok.append(torch.rand(self.tokens, self.vocab, generator=g))
             choice.append(torch.rand(self.tokens, generator=g))
         return torch.stack(tok), torch.stack(choice)
@@ -131,15 +133,13 @@ def sample_tokens(model, labels: torch.Tensor, loops: LoopSpec, settings: Decode
                   batch_size: int = 250, progress=None, precision: str = "fp32",
                   uncond: LoopSpec | None = None) -> torch.Tensor:
     """Decode one token grid per label -> int64 (N, *model.sample_shape)."""
-    if precision not in ("bf16", "fp32"):
-        raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
+    check_precision("precision", precision)
     device = next(model.parameters()).device
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     out = []
     for start in range(0, len(labels), batch_size):
         y = labels[start:start + batch_size].to(device)
         noise = NoiseSource(seed, range(start, start + len(y)), model.cfg.tokens, model.cfg.codebook_size)
-        with amp:
+        with autocast(device, precision):
             toks = maskgit_decode(model, y, loops, settings, noise, uncond=uncond)
         out.append(toks.view(-1, *model.sample_shape).cpu())
         if progress is not None:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..atomic import write_text_atomic
+from ..errors import ConfigError
 
 NO_SECTION = ("this config has no `tokenizer:` section: add one (see configs/mnist_masked.yaml) to train a "
               "tokenizer")
@@ -17,8 +18,6 @@ def _config_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(args):
-        from ..config import ConfigError
-
         try:
             return fn(args)
         except ConfigError:

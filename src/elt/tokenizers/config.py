@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..precision import check_precision
+
 
 @dataclass
 class TokenizerConfig:
@@ -40,5 +42,4 @@ class TokenizerConfig:
             raise ValueError(f"tokenizer.ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.lr <= 0 or self.commitment < 0:
             raise ValueError("tokenizer.lr must be > 0 and tokenizer.commitment >= 0")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"tokenizer.precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        check_precision("tokenizer.precision", self.precision)

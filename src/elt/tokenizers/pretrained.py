@@ -19,7 +19,7 @@ from torch import nn
 from ..atomic import staged_dir
 from ..codecs.vq import VQCodec
 from ..hashing import state_dict_sha1
-from ..weights import save_weights
+from ..weights import load_strict, save_weights
 from .autoencoder import VQAutoencoder
 from .config import TokenizerConfig
 from .errors import TokenizerError
@@ -87,13 +87,9 @@ def _load_dir(tok_dir: Path, device: str | torch.device) -> VQAutoencoder:
         state = load_file(str(tok_dir / WEIGHTS_FILE))
     except Exception as e:  # noqa: BLE001 (safetensors raises its own error types)
         raise TokenizerError(f"cannot read {tok_dir / WEIGHTS_FILE} ({e}): train the tokenizer again") from None
-    from ..checkpoint import state_mismatch  # here: elt.checkpoint imports elt.config, which imports us
-
-    detail = state_mismatch(model.state_dict(), state)
-    if detail:
-        raise TokenizerError(f"the weights in {tok_dir / WEIGHTS_FILE} do not match its config.yaml ({detail}); "
-                             f"the folder was edited or mixed from two runs: train the tokenizer again")
-    model.load_state_dict(state)
+    load_strict(model, state, lambda detail: TokenizerError(
+        f"the weights in {tok_dir / WEIGHTS_FILE} do not match its config.yaml ({detail}); "
+        f"the folder was edited or mixed from two runs: train the tokenizer again"))
     return model.to(device).eval()
 
 

@@ -44,7 +44,7 @@ def check_tokenizer(tok, model_cfg, image_shape: tuple | None = None) -> None:
     if tok.codebook_size != model_cfg.codebook_size:
         raise ConfigError(f"the tokenizer has {tok.codebook_size} codes but model.codebook_size="
                           f"{model_cfg.codebook_size}: set model.codebook_size (and tokenizer.codebook_size) to match")
-    if tuple(tok.token_grid) != (model_cfg.grid, model_cfg.grid):
+    if tuple(tok.token_grid) != tuple(model_cfg.token_grid):
         raise ConfigError(f"the tokenizer makes a {tok.token_grid} token grid but model.grid={model_cfg.grid}: "
                           f"set model.grid to match")
     if image_shape is not None and tuple(tok.image_shape) != tuple(image_shape):

@@ -7,7 +7,6 @@ and renamed into place at the end, so an interrupted run leaves no folder that l
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from pathlib import Path
@@ -20,7 +19,9 @@ from ..atomic import staged_dir
 from ..codecs.pixel import to_uint8, to_unit
 from ..codecs.psnr import psnr as image_psnr
 from ..data import DataError, load_dataset
+from ..device import resolve_device as _resolve_device
 from ..grid import make_grid, save_png
+from ..precision import autocast
 from ..train.schedule import batch_indices, warmup_cosine
 from .autoencoder import VQAutoencoder
 from .config import TokenizerConfig
@@ -44,11 +45,9 @@ def psnr(recon: torch.Tensor, x: torch.Tensor) -> float:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise TokenizerError(f"device {device!r} was asked for but CUDA is not available: use 'cpu' or 'auto'")
-    return torch.device(device)
+    """The tokenizer trainer's device ("auto", "cpu", "cuda" or "cuda:N"); TokenizerError if CUDA is missing."""
+    no_cuda = TokenizerError(f"device {device!r} was asked for but CUDA is not available: use 'cpu' or 'auto'")
+    return _resolve_device(device, no_cuda)
 
 
 def save_recon_grid(model: VQAutoencoder, dataset, path: Path, pairs: int = 4, cols: int = 8) -> Path:
@@ -118,8 +117,7 @@ def train_tokenizer(tcfg: TokenizerConfig, data_name: str, out_dir, image_size: 
     torch.manual_seed(tcfg.seed)  # initial weights and codebook restarts
     model = VQAutoencoder(tcfg, data.image_shape).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, betas=BETAS, weight_decay=0.0)
-    amp = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if tcfg.precision == "bf16" \
-        else contextlib.nullcontext
+    amp = lambda: autocast(dev, tcfg.precision)  # noqa: E731  (a fresh context per step)
     data_info = {"name": str(data_name), "image_size": image_size, "channels": channels}
     n, K = len(data), tcfg.codebook_size
     with staged_dir(out_dir, overwrite=overwrite) as tmp:

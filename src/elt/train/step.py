@@ -17,8 +17,7 @@ import torch
 
 from ..errors import TrainingError
 from ..objectives.ilsd import draw_student_loops, ilsd_lambda, ilsd_loss
-
-
+from ..precision import autocast  # noqa: F401  (re-exported: the trainer's and the benchmark's autocast)
 
 
 @dataclass(frozen=True)
@@ -37,15 +36,6 @@ def plan_step(t, step: int) -> StepPlan:
         return StepPlan(loops, (loops,), None, None)
     l_int = draw_student_loops(t.seed, step, t.min_loops, loops)
     return StepPlan(loops, (l_int, loops), l_int, ilsd_lambda(step, t.steps, t.lambda_decay))
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on `device` for precision "bf16", no autocast for "fp32"."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
 
 
 def compute_loss(family, net, batch: dict, plan: StepPlan,

@@ -1,0 +1,30 @@
+"""Small stand-ins shared by several test files (imported as `from stand_ins import ...`)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class StandIn(nn.Module):
+    """A user's TorchScript tokenizer: 1x4x4 grey images in [-1, 1] <-> 2x2 grids of 16 tokens."""
+
+    def __init__(self):
+        super().__init__()
+        self.codebook_size = 16
+        self.token_grid: tuple[int, int] = (2, 2)
+        self.image_shape: tuple[int, int, int] = (1, 4, 4)
+        self.pool = nn.AvgPool2d(2)
+
+    @torch.jit.export
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 4, 4) in [-1, 1] -> (B, 2, 2) int64 in 0..15."""
+        return ((self.pool(x)[:, 0] + 1) * 7.5).round().long().clamp(0, 15)
+
+    @torch.jit.export
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, 2, 2) int64 -> (B, 1, 4, 4) float in [-1, 1]."""
+        v = tokens.float() / 7.5 - 1
+        return v[:, None].repeat_interleave(2, 2).repeat_interleave(2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)
