@@ -108,6 +108,52 @@ def test_sample_writes_a_record_beside_the_npz(trained, tmp_path, capsys):
                                                         + gflops_per_sample(model, 4, 1, 1.0))
 
 
+def test_sample_uncond_loops_reaches_the_sampler_and_the_record(trained, tmp_path, capsys, monkeypatch):
+    """--uncond-loops Lw: each guided step makes two network calls, the conditional one at --loops and the
+    unconditional one (null labels) at Lw; the record holds Lw and GFLOPs lower by steps·(F(L) − F(Lw))."""
+    from elt.anytime import forward_flops, gflops_per_sample
+    from elt.models import from_pretrained
+    from elt.models.flow import FlowTransformer
+
+    _, run = trained
+    calls = []
+    forward = FlowTransformer.forward
+
+    def spy(self, x, t, y, loops, exits=None, latents=None):
+        if not torch.is_grad_enabled() and len(x) > 1:  # sampling calls, not the FLOP counter's batch of 1
+            calls.append((len(x), loops, sorted(set(y.tolist()))))
+        return forward(self, x, t, y, loops, exits, latents)
+
+    monkeypatch.setattr(FlowTransformer, "forward", spy)
+    args = ["--per-class", "1", "--steps", "2", "--loops", "3", "--cfg", "2", "--precision", "fp32"]
+    assert main(["sample", str(run), "--out", str(tmp_path / "c.npz"), *args, "--uncond-loops", "1"]) == 0, \
+        _err(capsys)
+    assert calls == [(3, 3, [0, 1, 2]), (3, 1, [3])] * 2  # per step: labels at L=3, null label (3) at Lw=1
+    calls.clear()
+    assert main(["sample", str(run), "--out", str(tmp_path / "p.npz"), *args]) == 0
+    assert calls == [(6, 3, [0, 1, 2, 3])] * 2  # plain CFG: one batched call per step
+    cheap, plain = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "cp")
+    assert cheap["uncond_loops"] == 1 and plain["uncond_loops"] is None
+    model, _ = from_pretrained(run)
+    assert plain["gflops_per_sample"] == pytest.approx(gflops_per_sample(model, 3, 2, 2.0))
+    saved = 2 * (forward_flops(model, 3) - forward_flops(model, 1)) / 1e9
+    assert saved > 0 and cheap["gflops_per_sample"] == pytest.approx(plain["gflops_per_sample"] - saved)
+    assert "uncond_loops=1" in capsys.readouterr().out
+
+
+def test_sample_uncond_loops_equal_to_loops_is_plain_cfg(trained, tmp_path, capsys):
+    """--uncond-loops L at --loops L is plain classifier-free guidance: the same samples, bit for bit."""
+    _, run = trained
+    args = ["--per-class", "2", "--steps", "2", "--loops", "2", "--cfg", "3", "--precision", "fp32", "--seed", "3"]
+    assert main(["sample", str(run), "--out", str(tmp_path / "a.npz"), *args]) == 0, _err(capsys)
+    assert main(["sample", str(run), "--out", str(tmp_path / "b.npz"), *args, "--uncond-loops", "2"]) == 0
+    assert main(["sample", str(run), "--out", str(tmp_path / "c.npz"), *args, "--uncond-loops", "1"]) == 0
+    a, b, c = (np.load(tmp_path / f"{n}.npz")["arr_0"] for n in "abc")
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    ra, rb = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "ab")
+    assert ra["gflops_per_sample"] == rb["gflops_per_sample"]
+
+
 def test_anytime_runs_from_python(trained, tmp_path):
     """The any-time run is a library call: the same grid as `elt anytime`, and its messages go to `log`."""
     from elt.anytime_run import AnytimeOptions, run_anytime

@@ -23,6 +23,13 @@ def loops_arg(text: str) -> int | list[int]:
     return values[0] if len(values) == 1 else values
 
 
+def add_uncond_loops_arg(parser: argparse.ArgumentParser) -> None:
+    """--uncond-loops Lw: guidance with its unconditional branch at fewer loops (cheap CFG on the loop axis)."""
+    parser.add_argument("--uncond-loops", default=None, metavar="LW",
+                        help="loop count of guidance's unconditional branch (default: as --loops); fewer loops "
+                             "make each guided step cheaper; needs --cfg != 1")
+
+
 def add_sampling_args(parser: argparse.ArgumentParser, many: bool = False) -> None:
     """RUN_DIR (or RUNS...), --steps, --cfg, --seed, --precision: how a trained run is sampled."""
     parser.add_argument("runs" if many else "run_dir", nargs="+" if many else None)

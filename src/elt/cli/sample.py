@@ -5,7 +5,7 @@ import time
 
 from ..errors import ConfigError
 from ..outputs import output_file
-from .args import add_sampling_args, loops_arg
+from .args import add_sampling_args, add_uncond_loops_arg, loops_arg
 
 
 def add_parser(sub) -> None:
@@ -14,6 +14,7 @@ def add_parser(sub) -> None:
     add_sampling_args(s)
     s.add_argument("--loops", type=loops_arg, default=None,
                    help="loop count L (default: the trained L_max), or one per step: 1,2,4,4,...")
+    add_uncond_loops_arg(s)
     g = s.add_mutually_exclusive_group()
     g.add_argument("--per-class", type=int, default=10)
     g.add_argument("--labels", type=int, nargs="+")
@@ -27,7 +28,8 @@ def add_parser(sub) -> None:
 def run(args) -> None:
     from ..grid import sample_sheet, save_png
     from ..sampling.generate import generate, load_run
-    from ..sampling.request_checks import at_least_1, check_loops, check_seed, class_labels, sampling_settings
+    from ..sampling.request_checks import (at_least_1, check_loops, check_seed, check_uncond_loops, class_labels,
+                                          sampling_settings)
     from ..sampling.save import gflops_for_request, sample_record, save_npz, sidecar_path, write_sidecar
 
     out = output_file("--out", args.out, ".npz")  # checked before sampling: nothing is lost to a bad name
@@ -44,15 +46,18 @@ def run(args) -> None:
     labels = class_labels(args.labels, args.per_class, cfg.model.num_classes)
     steps, guidance = sampling_settings(cfg, args.steps, args.cfg)
     loops = check_loops(cfg.train_loops if args.loops is None else args.loops, steps)
+    uncond = check_uncond_loops(args.uncond_loops, guidance)
     t0 = time.perf_counter()
-    images = generate(loaded.sampler, labels, loops, steps, guidance, args.seed, args.batch_size, args.precision)
+    images = generate(loaded.sampler, labels, loops, steps, guidance, args.seed, args.batch_size, args.precision,
+                      uncond=uncond)
     dt = time.perf_counter() - t0
     save_npz(out, images, labels)
-    print(f"wrote {len(labels)} samples to {out} in {dt:.1f} s (loops={loops}, steps={steps}, cfg={guidance}, "
-          f"seed={args.seed})")
-    gflops = gflops_for_request(loaded.model, loops, steps, guidance)
+    cheap = "" if uncond is None else f", uncond_loops={uncond}"
+    print(f"wrote {len(labels)} samples to {out} in {dt:.1f} s (loops={loops}{cheap}, steps={steps}, "
+          f"cfg={guidance}, seed={args.seed})")
+    gflops = gflops_for_request(loaded.model, loops, steps, guidance, uncond)
     record = sample_record(args.run_dir, loaded.step, loops, steps, guidance, args.seed, labels, args.precision,
-                           args.batch_size, dt, gflops)
+                           args.batch_size, dt, gflops, uncond)
     print(f"wrote {write_sidecar(out, record)} ({gflops:.4g} GFLOPs per sample)")
     if args.grid:
         per_class = None if args.labels else args.per_class

@@ -40,8 +40,10 @@ def load_run(run_dir: str | Path) -> LoadedRun:
 
 
 def generate(sampler: Callable, labels: torch.Tensor, loops: int | list[int], steps: int, guidance: float,
-             seed: int, batch_size: int | None, precision: str, desc: str | None = None) -> torch.Tensor:
-    """Sample with a progress bar (desc "" hides it) -> uint8 (N, H, W, C) for labels (N,)."""
+             seed: int, batch_size: int | None, precision: str, desc: str | None = None,
+             uncond: int | None = None) -> torch.Tensor:
+    """Sample with a progress bar (desc "" hides it) -> uint8 (N, H, W, C) for labels (N,); `uncond` the loop
+    count of guidance's unconditional branch (None: as `loops`)."""
     with tqdm(total=len(labels), desc=desc or f"sample L={loops}", unit="img", disable=desc == "") as bar:
-        return sampler(SampleRequest(labels, loops, steps, guidance, seed=seed, batch_size=batch_size,
+        return sampler(SampleRequest(labels, loops, steps, guidance, uncond=uncond, seed=seed, batch_size=batch_size,
                                      precision=precision, progress=bar))

@@ -38,6 +38,22 @@ def check_loops(loops: int | list[int], steps: int) -> int | list[int]:
     return loops
 
 
+def check_uncond_loops(uncond: int | str | None, guidance: float) -> int | None:
+    """The unconditional branch's loop count (an int, or the flag's text; None: as the conditional one); it
+    exists only with guidance."""
+    if uncond is None:
+        return None
+    try:
+        uncond = int(uncond) if isinstance(uncond, str) and uncond.strip().lstrip("+-").isdigit() else uncond
+        BudgetSchedule.of(1, 1, uncond)
+    except BudgetError:
+        raise ConfigError(f"--uncond-loops must be an integer loop count >= 1, got {uncond!r}") from None
+    if guidance == 1:
+        raise ConfigError(f"--uncond-loops {uncond} sets the loop count of guidance's unconditional branch, but "
+                          f"guidance is off (cfg 1): pass --cfg with a scale other than 1, or drop --uncond-loops")
+    return uncond
+
+
 def sampling_settings(cfg, steps: int | None = None, guidance: float | None = None) -> tuple[int, float]:
     """(steps, cfg scale): the given values, falling back to the run's `sample` config section."""
     steps = at_least_1("--steps", cfg.sample.steps if steps is None else steps)

@@ -1,5 +1,6 @@
 """Writing a sample set: `OUT.npz` (arr_0 uint8 images (N, H, W, C), arr_1 int64 labels (N,)) and beside it the
-sidecar `OUT.json`, a record of the request (run, checkpoint step, loops, steps, guidance, seed, labels,
+sidecar `OUT.json`, a record of the request (run, checkpoint step, loops, the unconditional
+branch's loops, steps, guidance, seed, labels,
 precision), the wall time and the counted GFLOPs per sample."""
 from __future__ import annotations
 
@@ -33,13 +34,15 @@ def labels_summary(labels: torch.Tensor) -> dict:
             and counts else None}
 
 
-def gflops_for_request(model: torch.nn.Module, loops: int | list[int], steps: int, guidance: float) -> float:
-    """Counted forward GFLOPs per sample: one loop count for every step, or one per step (a schedule)."""
+def gflops_for_request(model: torch.nn.Module, loops: int | list[int], steps: int, guidance: float,
+                       uncond: int | None = None) -> float:
+    """Counted forward GFLOPs per sample: one loop count for every step, or one per step (a schedule);
+    `uncond` the loop count of guidance's unconditional branch (None: as the conditional one)."""
     from ..anytime import gflops_per_sample
 
     if isinstance(loops, int):
-        return gflops_per_sample(model, loops, steps, guidance)
-    per_loop = {L: gflops_per_sample(model, L, 1, guidance) for L in sorted(set(loops))}
+        return gflops_per_sample(model, loops, steps, guidance, uncond)
+    per_loop = {L: gflops_per_sample(model, L, 1, guidance, uncond) for L in sorted(set(loops))}
     return sum(per_loop[L] for L in loops)
 
 
@@ -50,8 +53,10 @@ def write_sidecar(npz: str | Path, record: dict) -> Path:
 
 def sample_record(run_dir: str, step: int | None, loops: int | list[int], steps: int, guidance: float, seed: int,
                   labels: torch.Tensor, precision: str, batch_size: int | None, wall_seconds: float,
-                  gflops_per_sample: float) -> dict:
-    """The sidecar's contents: what was asked, how long it took and what it cost."""
-    return {"run": str(run_dir), "checkpoint_step": step, "loops": loops, "steps": steps, "cfg": guidance,
+                  gflops_per_sample: float, uncond_loops: int | None = None) -> dict:
+    """The sidecar's contents: what was asked, how long it took and what it cost. `uncond_loops`: the loop
+    count of guidance's unconditional branch (None: as `loops`)."""
+    return {"run": str(run_dir), "checkpoint_step": step, "loops": loops, "uncond_loops": uncond_loops,
+            "steps": steps, "cfg": guidance,
             "seed": seed, "labels": labels_summary(labels), "precision": precision, "batch_size": batch_size,
             "wall_seconds": round(wall_seconds, 3), "gflops_per_sample": gflops_per_sample}
