@@ -117,6 +117,15 @@ CONFIG_ROWS = [
     ("tokenizer.codebook_size=-1", r"tokenizer: masked-family settings in a family: flow config; remove them"),
     ("sample.temp_bias=0.7", r"sample.temp_bias: masked-family settings in a family: flow config"),
     ("train.label_dropout=0 sample.cfg=3", r"sample.cfg=3 needs an unconditional model.*set train.label_dropout"),
+    ("model.latent.window=3", r"model.latent.window=3 does not tile the 2x2 token grid: pick a window that divides "
+                              r"every side \(1, 2\)"),
+    ("model.latent.window=[1,2,2]", r"model.latent.window \[1, 2, 2\] needs one size per token-grid axis \(2x2\)"),
+    ("model.latent.window=0", r"model.latent.window must be >= 1 per axis, got 0"),
+    ("model.latent.window=2 model.latent.latents_per_group=0", r"model.latent.latents_per_group must be >= 1 \(or unset"),
+    ("model.latent.window=2 model.latent.head_blocks=-1", r"model.latent.head_blocks must be >= 0, got -1"),
+    ("model.latent.window=2 model.latent.tail_blocks=-2", r"model.latent.tail_blocks must be >= 0, got -2"),
+    ("model.latent.window=2 model.latent.mlp_ratio=0", r"model.latent.mlp_ratio must be a finite number > 0"),
+    ("model.latent.windw=2", r"unknown config key 'model.latent.windw': did you mean 'window'\?"),
     ("model.size=ELT-Nope", r"unknown model size 'ELT-Nope': choose one of ELT-MNIST/7-2x4, "),
     ("model.size=3", r"model.size must be a string naming a model size, got 3: choose one of ELT-MNIST/7-2x4"),
     ("model.size=ELT-MaskGIT-MNIST-2x4", r"model.size 'ELT-MaskGIT-MNIST-2x4' is a masked-family model but the "

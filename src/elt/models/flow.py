@@ -17,6 +17,7 @@ from ..nn.embed import LabelEmbedder, TimestepEmbedder, sincos_nd
 from ..nn.final import FinalLayer
 from ..nn.looped import LoopedCore, check_core_settings, check_loops
 from ..nn.patch import Patchify
+from .latent import LatentConfig, LatentPath
 
 
 @dataclass
@@ -43,6 +44,7 @@ class FlowModelConfig:
     qk_norm: bool = False
     attn_impl: str = "auto"  # "auto" | "sdpa" | "math" (see elt.nn.attention)
     mlp_act: str = "gelu_tanh"  # "gelu_tanh" (DiT) | "gelu" (exact; faster in bf16 on CPU, see elt.nn.block)
+    latent: LatentConfig | None = None  # ELIT's latent interface around the core (None: plain ELT)
 
     def validate(self) -> None:
         for key in ("image_size", "channels", "patch", "frame_patch", "dim", "heads", "blocks", "num_classes"):
@@ -66,6 +68,8 @@ class FlowModelConfig:
                              f"positions of a {'x'.join(map(str, self.token_grid))} token grid")
         if self.pos_embed not in ("sincos", "learned"):
             raise ValueError(f"model.pos_embed must be 'sincos' or 'learned', got {self.pos_embed!r}")
+        if self.latent is not None:
+            self.latent.validate(self.token_grid, self.dim)
 
     @property
     def grid(self) -> int:
@@ -109,7 +113,10 @@ def position_grid(grid: tuple[int, ...]) -> tuple[int, ...]:
 
 
 class FlowTransformer(nn.Module):
-    """Class-conditional ELT-DiT. `forward(x, t, y, loops, exits)`; only the core is looped."""
+    """Class-conditional ELT-DiT. `forward(x, t, y, loops, exits, latents)`; only the core is looped.
+
+    With a `latent` section the core runs on G·J latents between a spatial head and tail (`LatentPath`);
+    without it the model and its state dict are the plain ELT-DiT's."""
 
     def __init__(self, cfg: FlowModelConfig):
         super().__init__()
@@ -128,6 +135,9 @@ class FlowTransformer(nn.Module):
         self.core = LoopedCore(d, cfg.heads, cfg.blocks, cfg.mlp_ratio, cfg.qk_norm, cfg.attn_impl,
                                cfg.mlp_act)
         self.final = FinalLayer(d, self.patches.patch_dim)
+        if cfg.latent is not None:  # registered only with the section: plain models keep their state dict
+            self.latent = LatentPath(cfg.latent, self.patches.grid, d, cfg.heads, cfg.mlp_ratio, cfg.qk_norm,
+                                     cfg.attn_impl, cfg.mlp_act)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -158,17 +168,26 @@ class FlowTransformer(nn.Module):
         """x: (B, *sample_shape), t: (B,) in [0, 1], y: (B,) labels (null_label = unconditional).
 
         Returns the prediction (B, *sample_shape) after `loops` loops, or, if `exits` is given, a list with
-        one prediction per exit (sorted ascending), all from one forward pass through the core. `latents`
-        must stay None: this model has no latent interface.
+        one prediction per exit (sorted ascending), all from one forward pass through the core. `latents`:
+        latents per group J (None: J_max) for a model with a latent interface; must stay None without one.
         """
         if x.shape[1:] != self.sample_shape:
             kind = "images" if len(self.sample_shape) == 3 else "clips"
             raise ValueError(f"expected {kind} of shape (B, {', '.join(map(str, self.sample_shape))}), "
                              f"got {tuple(x.shape)}")
-        refuse_latents(latents)
+        path = getattr(self, "latent", None)
+        if path is None:
+            refuse_latents(latents)
+        else:
+            latents = path.check_latents(latents)
         want = check_loops(loops, exits)
         h = self.patch_embed(self.patches.patchify(x)) + self.pos  # (B, T, D)
         c = self.t_embed(t) + self.y_embed(y)  # (B, D)
-        states = self.core(h, c, loops, want)
+        if path is None:
+            states = self.core(h, c, loops, want)  # each (B, T, D)
+        else:
+            h, lat = path.enter(h, c, latents)  # (B, T, D) head output, (B, G·J, D)
+            mods = path.tail_mods(c)
+            states = [path.leave(h, s, mods) for s in self.core(lat, c, loops, want)]  # each (B, T, D)
         outs = [self.patches.unpatchify(self.final(s, c)) for s in states]  # each (B, *sample_shape)
         return outs if exits is not None else outs[0]
