@@ -132,6 +132,9 @@ def test_sample_uncond_loops_reaches_the_sampler_and_the_record(trained, tmp_pat
     calls.clear()
     assert main(["sample", str(run), "--out", str(tmp_path / "p.npz"), *args]) == 0
     assert calls == [(6, 3, [0, 1, 2, 3])] * 2  # plain CFG: one batched call per step
+    calls.clear()
+    assert main(["sample", str(run), "--out", str(tmp_path / "e.npz"), *args, "--uncond-loops", "3"]) == 0
+    assert calls == [(6, 3, [0, 1, 2, 3])] * 2  # Lw = L is plain CFG: still one batched call per step
     cheap, plain = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "cp")
     assert cheap["uncond_loops"] == 1 and plain["uncond_loops"] is None
     model, _ = from_pretrained(run)
