@@ -184,6 +184,13 @@ ROWS = [
                                                                        "--cfg", "1", "--uncond-loops", "1"),
         r"--uncond-loops 1 sets the loop count of guidance's unconditional branch, but guidance is off \(cfg 1\): "
         r"pass --cfg"),
+    Row("anytime --uncond-loops without guidance", lambda w, t: ["anytime", w.run, "--out", t / "any", "--steps",
+                                                                 "1", "--max-loops", "1", "--cfg", "1",
+                                                                 "--uncond-loops", "1"],
+        r"--uncond-loops 1 sets the loop count of guidance's unconditional branch, but guidance is off"),
+    Row("anytime --uncond-loops 0", lambda w, t: ["anytime", w.run, "--out", t / "any", "--steps", "1",
+                                                  "--max-loops", "1", "--cfg", "2", "--uncond-loops", "0"],
+        r"--uncond-loops must be an integer loop count >= 1, got 0"),
     Row("anytime --out is a file", lambda w, t: ["anytime", w.run, "--out", _old_file(t, "any"), "--steps", "1"],
         r"--out \S*any is a file: pass a folder"),
     Row("anytime --out holds a folder anytime.json",

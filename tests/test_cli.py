@@ -212,6 +212,32 @@ def test_anytime_eval_writes_table_and_overlay_plot(trained, tmp_path, capsys, m
     assert (out2 / "anytime_quality.png").is_file()
 
 
+def test_anytime_uncond_loops_in_the_table_and_its_gflops(trained, tmp_path, capsys, monkeypatch):
+    """`elt anytime --uncond-loops 1`: every column's guidance runs its unconditional branch at 1 loop; the
+    table records it and each row costs steps·(F(L) + F(1))."""
+    from elt.anytime import forward_flops
+    from elt.data import load_dataset
+    from elt.eval.classifier import save_classifier, train_classifier
+    from elt.models import from_pretrained
+
+    cfg_path, run = trained
+    monkeypatch.setenv("ELT_CACHE", str(tmp_path / "cache"))
+    data = yaml.safe_load(cfg_path.read_text())["data"]["name"]
+    ds = load_dataset(data, "train", image_size=8, channels=1)
+    x, y = ds.get_batch(torch.arange(len(ds)))
+    save_classifier(train_classifier(x, y, x, y, epochs=1, batch_size=16, progress=False)[0], tmp_path / "cls", {})
+    out = tmp_path / "any"
+    assert main(["anytime", str(run), "--out", str(out), "--classifier", str(tmp_path / "cls"), "--per-class", "2",
+                 "--max-loops", "3", "--steps", "1", "--cfg", "2", "--uncond-loops", "1", "--precision",
+                 "fp32"]) == 0, _err(capsys)
+    (r,) = json.loads((out / "anytime.json").read_text())["runs"]
+    assert r["uncond_loops"] == 1 and r["cfg"] == 2.0
+    model, _ = from_pretrained(run)
+    for row in r["results"]:
+        want = (forward_flops(model, row["loops"]) + forward_flops(model, 1)) / 1e9
+        assert row["gflops_per_sample"] == pytest.approx(want)
+
+
 def test_anytime_steps_list_needs_eval(trained, tmp_path, capsys):
     _, run = trained
     assert main(["anytime", str(run), "--out", str(tmp_path), "--steps-list", "2"]) == 2

@@ -35,8 +35,10 @@ def gflops_per_sample(model: torch.nn.Module, loops: int | Budget, steps: int, g
 
 
 def sweep(model, sample: Callable[[torch.Tensor, int, int], torch.Tensor], evaluator, labels: torch.Tensor,
-          loop_counts: list[int], step_counts: list[int], guidance: float, log=print) -> list[dict]:
-    """sample(labels, loops, steps) -> uint8 (N, H, W, C); evaluator.evaluate(images, labels) -> metrics."""
+          loop_counts: list[int], step_counts: list[int], guidance: float, log=print,
+          uncond: int | None = None) -> list[dict]:
+    """sample(labels, loops, steps) -> uint8 (N, H, W, C); evaluator.evaluate(images, labels) -> metrics.
+    `uncond`: the loop count of guidance's unconditional branch (None: as each row's loops), for the GFLOPs."""
     from .eval.report import headline
 
     rows = []
@@ -47,7 +49,7 @@ def sweep(model, sample: Callable[[torch.Tensor, int, int], torch.Tensor], evalu
             dt = time.perf_counter() - t0
             metrics = evaluator.evaluate(images, labels)
             row = {"loops": loops, "steps": steps, "gflops_per_sample": gflops_per_sample(model, loops, steps,
-                                                                                          guidance),
+                                                                                          guidance, uncond),
                    "sample_seconds": round(dt, 2), **headline(metrics), "report": metrics}
             rows.append(row)
             log(f"L={loops} steps={steps}: " + ", ".join(f"{k} {v:.4g}" for k, v in headline(metrics).items()

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .errors import ConfigError, DataError
 from .outputs import output_folder
 from .sampling.generate import LoadedRun, generate, load_run
-from .sampling.request_checks import at_least_1, check_seed, sampling_settings
+from .sampling.request_checks import at_least_1, check_seed, check_uncond_loops, sampling_settings
 
 
 @dataclass
@@ -40,6 +40,7 @@ class AnytimeOptions:
     features: list[str] | None = None
     inception: str | None = None
     per_class: int = 100  # samples per class at each evaluated point
+    uncond_loops: int | None = None  # loop count of guidance's unconditional branch (None: as each column's)
 
 
 def run_labels(run_dirs: list[str]) -> list[str]:
@@ -66,6 +67,7 @@ class _Planned:
     loop_counts: list[int]
     steps: int
     guidance: float
+    uncond: int | None = None  # loop count of guidance's unconditional branch (None: as the conditional one)
 
 
 def run_anytime(opts: AnytimeOptions, log: Callable[[str], None] = print) -> Path | None:
@@ -125,7 +127,8 @@ def _plan(run_dir: str, opts: AnytimeOptions, log) -> _Planned | list[dict]:
         log(f"note: {run_dir} is a baseline run; loops > 1 repeat its whole {cfg.model_blocks}-block stack, "
             "a depth it was never trained at")
     steps, guidance = sampling_settings(cfg, opts.steps, opts.cfg)
-    return _Planned(run, list(range(1, last + 1)), steps, guidance)
+    uncond = check_uncond_loops(opts.uncond_loops, guidance)
+    return _Planned(run, list(range(1, last + 1)), steps, guidance, uncond)
 
 
 def _evaluator(opts: AnytimeOptions, planned: list[_Planned]):
@@ -161,7 +164,7 @@ def _grid(item: _Planned, opts: AnytimeOptions, path: Path, log) -> None:
 
     k = item.run.cfg.model.num_classes
     columns = [generate(item.run.sampler, torch.arange(k), L, item.steps, item.guidance, opts.seed, None,
-                        opts.precision, "") for L in tqdm(item.loop_counts, desc="any-time grid")]
+                        opts.precision, "", uncond=item.uncond) for L in tqdm(item.loop_counts, desc="any-time grid")]
     loop_sheet(columns, item.loop_counts, path)
     log(f"wrote {path} (rows: classes 0..{k - 1}; columns: loops {item.loop_counts}; trained "
         f"L_max={item.run.cfg.train_loops})")
@@ -175,10 +178,11 @@ def _sweep_run(item: _Planned, label: str, labels: torch.Tensor, step_list: list
     run, cfg = item.run, item.run.cfg
 
     def sample(y, loops, n_steps):
-        return generate(run.sampler, y, loops, n_steps, item.guidance, opts.seed, None, opts.precision)
+        return generate(run.sampler, y, loops, n_steps, item.guidance, opts.seed, None, opts.precision,
+                        uncond=item.uncond)
 
     rows = sweep(run.model, sample, evaluator, labels, item.loop_counts, step_list or [item.steps], item.guidance,
-                 log=log)
+                 log=log, uncond=item.uncond)
     return {"run": str(run.run_dir), "name": run_name(label, cfg.train.mode), "mode": cfg.train.mode,
-            "trained_loops": cfg.train_loops, "cfg": item.guidance, "seed": opts.seed,
+            "trained_loops": cfg.train_loops, "cfg": item.guidance, "uncond_loops": item.uncond, "seed": opts.seed,
             "samples_per_point": len(labels), "results": rows}

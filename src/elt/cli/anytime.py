@@ -2,7 +2,7 @@
 count -> anytime.json and a plot (the work is `elt.anytime_run.run_anytime`)."""
 from __future__ import annotations
 
-from .args import add_eval_args, add_sampling_args
+from .args import add_eval_args, add_sampling_args, add_uncond_loops_arg
 
 
 def add_parser(sub) -> None:
@@ -12,6 +12,7 @@ def add_parser(sub) -> None:
     a.add_argument("--out", required=True, help="output folder")
     a.add_argument("--max-loops", type=int, default=None,
                    help="last loop count (default L_max + 2; 1 for a baseline run, its only trained depth)")
+    add_uncond_loops_arg(a)
     a.add_argument("--eval", action="store_true", help="score every loop count (FID, FD-classifier, "
                    "precision/recall, class-consistency, IS); RUNS may include earlier anytime.json files")
     a.add_argument("--steps-list", type=int, nargs="+", help="with --eval: also sweep these sampling steps")
@@ -28,4 +29,5 @@ def run(args) -> None:
     run_anytime(AnytimeOptions(runs=list(args.runs), out=args.out, steps=args.steps, cfg=args.cfg, seed=args.seed,
                                precision=args.precision, max_loops=args.max_loops, eval=args.eval,
                                steps_list=args.steps_list, ref=args.ref, classifier=args.classifier,
-                               features=args.features, inception=args.inception, per_class=args.per_class))
+                               features=args.features, inception=args.inception, per_class=args.per_class,
+                               uncond_loops=args.uncond_loops))
