@@ -126,6 +126,12 @@ CONFIG_ROWS = [
     ("model.latent.window=2 model.latent.tail_blocks=-2", r"model.latent.tail_blocks must be >= 0, got -2"),
     ("model.latent.window=2 model.latent.mlp_ratio=0", r"model.latent.mlp_ratio must be a finite number > 0"),
     ("model.latent.windw=2", r"unknown config key 'model.latent.windw': did you mean 'window'\?"),
+    ("train.min_latents=2", r"train.min_latents=2 draws a latent budget per step, but the model has no latent "
+                            r"interface: add a model.latent section or remove train.min_latents"),
+    ("model.latent.window=2 train.min_latents=0", r"train.min_latents must be in 1\.\.4 \(the model's latents per "
+                                                  r"group\), got 0"),
+    ("model.latent.window=2 train.min_latents=5", r"train.min_latents must be in 1\.\.4 .*got 5"),
+    ("model.latent.window=2 train.min_latents=two", r"train.min_latents must be an integer"),
     ("model.size=ELT-Nope", r"unknown model size 'ELT-Nope': choose one of ELT-MNIST/7-2x4, "),
     ("model.size=3", r"model.size must be a string naming a model size, got 3: choose one of ELT-MNIST/7-2x4"),
     ("model.size=ELT-MaskGIT-MNIST-2x4", r"model.size 'ELT-MaskGIT-MNIST-2x4' is a masked-family model but the "

@@ -2,12 +2,13 @@
 and its single host read per step."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import pytest
 import torch
 
-from elt.objectives.ilsd import draw_student_loops, ilsd_lambda
+from elt.objectives.ilsd import draw_latents, draw_student_loops, ilsd_lambda
 from elt.rng import step_generator
 from elt.train import Trainer, TrainingError, batch_indices
 from elt.train.step import StepPlan, check_step, plan_step
@@ -28,6 +29,52 @@ def test_plan_step_per_mode(make_config, mode):
         else:
             loops = 1 if mode == "baseline" else 3
             assert plan == StepPlan(loops, (loops,), None, None)
+
+
+LATENT = ("model.patch=2", "model.latent.window=2", "model.latent.latents_per_group=3")  # 4×4 tokens, G = 4, J_max 3
+
+
+@pytest.mark.parametrize("mode", ["ilsd", "vanilla", "baseline"])
+def test_the_latent_budget_is_drawn_from_seed_and_step_beside_the_loop_draw(make_config, mode):
+    """J̃ ~ U{min_latents..J_max} from (seed, step) alone, on its own stream: the loop plan is the one without it."""
+    cfg = make_config(f"train.mode={mode}", "train.loops=3", "train.steps=10", "train.seed=5", *LATENT)
+    assert cfg.latent_range == (1, 3)
+    draws = []
+    for step in range(60):
+        plan = plan_step(cfg.train, step, cfg.latent_range)
+        assert plan == plan_step(cfg.train, step, cfg.latent_range)  # a function of (seed, step): every rank, resume
+        assert dataclasses.replace(plan, latents=None) == plan_step(cfg.train, step)
+        assert plan.latents == draw_latents(5, step, 1, 3)
+        # stream 2 of the step (elt.rng's frozen table): not L_int's stream 1, so the two draws are independent
+        assert plan.latents == int(torch.randint(1, 4, (1,), generator=step_generator(5, step, stream=2)))
+        draws.append(plan.latents)
+    assert set(draws) == {1, 2, 3}
+    other = make_config("train.seed=6", *LATENT)
+    assert [plan_step(other.train, s, other.latent_range).latents for s in range(60)] != draws
+    narrow = make_config("train.min_latents=3", *LATENT)
+    assert {plan_step(narrow.train, s, narrow.latent_range).latents for s in range(20)} == {3}  # J_min = J_max: ELT
+    assert make_config().latent_range is None and plan_step(make_config().train, 0).latents is None
+
+
+def test_a_latent_model_trains_at_the_drawn_budget(make_config, tiny_dataset, tmp_path, monkeypatch):
+    """Student and teacher of a step both run at the step's J̃ (one forward to both exits)."""
+    from elt.models.flow import FlowTransformer
+
+    cfg = make_config("train.steps=4", *LATENT)
+    t = Trainer(cfg, tmp_path / "r", progress=False)
+    seen = []
+    forward = FlowTransformer.forward
+
+    def spy(self, x, tt, y, loops, exits=None, latents=None):
+        seen.append((loops, tuple(exits), latents))
+        return forward(self, x, tt, y, loops, exits, latents)
+
+    monkeypatch.setattr(FlowTransformer, "forward", spy)
+    for step in range(4):
+        plan = plan_step(cfg.train, step, cfg.latent_range)
+        res = t.train_step(step)
+        assert seen[-1] == (plan.loops, plan.exits, plan.latents) and plan.latents is not None
+        assert res.loss == res.loss  # finite (the guard checked it)
 
 
 # ---- host reads ----------------------------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     ema_warmup: bool = True  # decay min(ema_decay, (1+step)/(10+step))
     label_dropout: float = 0.1
+    min_latents: int | None = None  # with model.latent: J̃ ~ U{min_latents..J_max} per step (None: 1); else unset
     precision: str = "bf16"  # "bf16" autocast | "fp32"
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda"
@@ -117,6 +118,15 @@ class Config:
     def train_loops(self) -> int:
         """Loops the trained model runs: L_max, or 1 for the baseline."""
         return 1 if self.train.mode == "baseline" else self.train.loops
+
+    @property
+    def latent_range(self) -> tuple[int, int] | None:
+        """(J_min, J_max) of the per-step latent draw for a model with a latent interface, else None."""
+        latent = getattr(self.model, "latent", None)
+        if latent is None:
+            return None
+        j_max = latent.j_max(self.model.token_grid)
+        return (1 if self.train.min_latents is None else self.train.min_latents), j_max
 
     def validate(self) -> "Config":
         t = self.train
@@ -182,7 +192,19 @@ class Config:
             raise ConfigError(str(e)) from None
         if self.family == "masked":
             self._validate_masked()
+        self._validate_latents()
         return self
+
+    def _validate_latents(self) -> None:
+        j = self.train.min_latents
+        if j is None:
+            return
+        if getattr(self.model, "latent", None) is None:
+            raise ConfigError(f"train.min_latents={j} draws a latent budget per step, but the model has no latent "
+                              f"interface: add a model.latent section or remove train.min_latents")
+        j_max = self.latent_range[1]
+        if not 1 <= j <= j_max:
+            raise ConfigError(f"train.min_latents must be in 1..{j_max} (the model's latents per group), got {j}")
 
     def _validate_masked(self) -> None:
         m, tok = self.model, self.tokenizer

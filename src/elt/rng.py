@@ -8,6 +8,7 @@ trained run and every sample.
 |-------------------------|-------------------------------------------|------------------------------------------|
 | training step, stream k | (seed·1,000,003 + step)·7 + k             | k=0: noise, t, masks, label dropout of   |
 |                         |                                           | batch `step`; k=1: the ILSD student loops |
+|                         |                                           | k=2: the latent budget J̃ (latent models) |
 | epoch permutation       | seed·100,003 + epoch                      | data order (generator and tokenizer)     |
 | DDPM step noise         | seed·1,000,003 + i + 1                    | ancestral step i of the DDPM sampler     |
 | masked decoding noise   | (seed·1,000,003 + sample)·1,009 + k       | decoding step k of masked sample `sample` |
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-STEP_STREAMS = 7  # stream k of a training step is in 0..6; 0 = batch draws, 1 = student loops
+STEP_STREAMS = 7  # stream k of a training step is in 0..6; 0 = batch draws, 1 = student loops, 2 = latents
 
 
 def step_seed(seed: int, step: int, stream: int = 0) -> int:

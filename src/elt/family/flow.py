@@ -34,8 +34,9 @@ class FlowFamily:
                                                                u[rank_slice].to(device))
         return {"x_t": x_t, "t": tt, "y": labels.to(device), "target": target, "weight": weight}
 
-    def forward(self, net, b: dict, loops: int, exits) -> list[torch.Tensor]:
-        return net(b["x_t"], b["t"], b["y"], loops=loops, exits=exits)
+    def forward(self, net, b: dict, loops: int, exits, latents: int | None = None) -> list[torch.Tensor]:
+        budget = {} if latents is None else {"latents": latents}  # plain models are called as before
+        return net(b["x_t"], b["t"], b["y"], loops=loops, exits=exits, **budget)
 
     def gt_loss(self, pred: torch.Tensor, b: dict) -> torch.Tensor:
         return self.process.gt_loss(pred, b["target"], b["weight"])

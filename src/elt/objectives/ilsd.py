@@ -1,4 +1,5 @@
-"""Intra-Loop Self Distillation: the loss over loop exits, the student-loop draw and the λ curriculum.
+"""Intra-Loop Self Distillation: the loss over loop exits, the student-loop and latent-budget draws and the λ
+curriculum.
 
     L = GT(teacher @ L_max) + λ·GT(student @ L_int) + (1 - λ)·Dist(student, stopgrad(teacher))
 
@@ -23,6 +24,15 @@ def draw_student_loops(seed: int, step: int, min_loops: int, max_loops: int) -> 
     return int(torch.randint(min_loops, max_loops, (1,), generator=g))
 
 
+def draw_latents(seed: int, step: int, min_latents: int, max_latents: int) -> int:
+    """J̃ ~ U{min_latents, …, max_latents}: the latents per group of training step `step` (ELIT's tail drop),
+    one draw per step on its own stream (2), the same on every rank and on resume."""
+    if not 1 <= min_latents <= max_latents:
+        raise ValueError(f"the latent draw needs 1 <= min_latents <= max_latents, got {min_latents}, {max_latents}")
+    g = step_generator(seed, step, stream=2)
+    return int(torch.randint(min_latents, max_latents + 1, (1,), generator=g))
+
+
 def ilsd_lambda(step: int, total_steps: int, decay_fraction: float = 1.0) -> float:
     """λ decays linearly from 1 at step 0 to 0 at `decay_fraction·total_steps`, then stays 0."""
     end = max(1.0, decay_fraction * total_steps)
@@ -41,4 +51,4 @@ def ilsd_loss(student: torch.Tensor, teacher: torch.Tensor, lam: float,
     return loss, parts
 
 
-__all__ = ["MODES", "draw_student_loops", "ilsd_lambda", "ilsd_loss", "step_generator"]
+__all__ = ["MODES", "draw_latents", "draw_student_loops", "ilsd_lambda", "ilsd_loss", "step_generator"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import TrainingError
-from ..objectives.ilsd import draw_student_loops, ilsd_lambda, ilsd_loss
+from ..objectives.ilsd import draw_latents, draw_student_loops, ilsd_lambda, ilsd_loss
 from ..precision import autocast  # noqa: F401  (re-exported: the trainer's and the benchmark's autocast)
 
 
@@ -27,25 +27,31 @@ class StepPlan:
     exits: tuple[int, ...]  # loop exits returned: (L_int, L_max) for ILSD, (loops,) otherwise
     l_int: int | None  # the student's loop count (ILSD only)
     lam: float | None  # λ of the curriculum (ILSD only)
+    latents: int | None = None  # J̃, latents per group of the whole step (models with a latent interface only)
 
 
-def plan_step(t, step: int) -> StepPlan:
-    """The plan of step `step` for a TrainConfig `t` (mode, loops, min_loops, seed, steps, lambda_decay)."""
+def plan_step(t, step: int, latent_range: tuple[int, int] | None = None) -> StepPlan:
+    """The plan of step `step` for a TrainConfig `t` (mode, loops, min_loops, seed, steps, lambda_decay);
+    `latent_range` (J_min, J_max) of a latent model (`Config.latent_range`) adds the step's J̃, drawn from
+    (seed, step) on its own stream, so the loop draw is the same with or without it."""
     loops = 1 if t.mode == "baseline" else t.loops
+    latents = None if latent_range is None else draw_latents(t.seed, step, *latent_range)
     if t.mode != "ilsd":
-        return StepPlan(loops, (loops,), None, None)
+        return StepPlan(loops, (loops,), None, None, latents)
     l_int = draw_student_loops(t.seed, step, t.min_loops, loops)
-    return StepPlan(loops, (l_int, loops), l_int, ilsd_lambda(step, t.steps, t.lambda_decay))
+    return StepPlan(loops, (l_int, loops), l_int, ilsd_lambda(step, t.steps, t.lambda_decay), latents)
 
 
 def compute_loss(family, net, batch: dict, plan: StepPlan,
                  amp: contextlib.AbstractContextManager | None = None) -> tuple[torch.Tensor, dict]:
     """One forward pass to the plan's exits (under `amp`) and the loss -> (loss (), {term: detached ()}).
 
-    `family` gives forward(net, batch, loops, exits) -> [pred per exit], gt_loss(pred, batch) and
-    dist_loss(student, teacher, batch)."""
+    `family` gives forward(net, batch, loops, exits[, latents]) -> [pred per exit], gt_loss(pred, batch) and
+    dist_loss(student, teacher, batch); `latents` is passed only when the plan has a latent budget, so student
+    and teacher both run at J̃."""
+    budget = {} if plan.latents is None else {"latents": plan.latents}
     with amp if amp is not None else contextlib.nullcontext():
-        preds = family.forward(net, batch, plan.loops, plan.exits)
+        preds = family.forward(net, batch, plan.loops, plan.exits, **budget)
     gt = lambda p: family.gt_loss(p, batch)  # noqa: E731
     if plan.l_int is None:
         loss = gt(preds[0])

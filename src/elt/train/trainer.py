@@ -112,7 +112,7 @@ class Trainer:
         """One optimizer step. Reads the host once (the step guard); the loss terms stay on the device."""
         cfg, t = self.cfg, self.cfg.train
         batch = self._next_batch(step)
-        plan = plan_step(t, step)
+        plan = plan_step(t, step, cfg.latent_range)
         loss, parts = compute_loss(self.family, self.net, batch, plan, autocast(self.dist.device, t.precision))
         lr = schedule.learning_rate(step, cfg)
         for group in self.opt.param_groups:
