@@ -185,3 +185,25 @@ def test_a_model_without_the_section_is_the_plain_model():
 def test_latent_interface_default_budget_and_group_count():
     iface = LatentInterface(12, 2, (4, 4, 4), (2, 2, 2), 3)
     assert iface.groups == 8 and iface.check_latents(None) == 3 and iface.group_pos.shape == (8, 12)
+
+
+def test_a_latent_run_trains_saves_loads_and_samples(tiny_cfg_dict, tmp_path, monkeypatch):
+    """A config with a model.latent section goes through `elt train` and `elt sample`; the checkpoint holds the
+    interface and loads strictly."""
+    import yaml
+
+    from elt.cli import main
+    from elt.models import from_pretrained
+
+    monkeypatch.setenv("ELT_CACHE", str(tmp_path / "cache"))
+    d = tiny_cfg_dict()
+    d["model"] |= {"patch": 2, "latent": {"window": [2, 2], "latents_per_group": 3}}
+    d["train"] |= {"min_latents": 2}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(d))
+    run = tmp_path / "run"
+    assert main(["train", str(tmp_path / "c.yaml"), "train.steps=2", "--out", str(run), "--no-progress"]) == 0
+    model, cfg = from_pretrained(run)
+    assert cfg.model.latent == LatentConfig(window=(2, 2), latents_per_group=3) and cfg.train.min_latents == 2
+    assert model.latent.interface.read_layer.queries.shape == (3, cfg.model.dim)
+    assert main(["sample", str(run), "--out", str(tmp_path / "s.npz"), "--per-class", "1", "--steps", "1",
+                 "--precision", "fp32"]) == 0
