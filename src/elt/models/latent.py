@@ -7,6 +7,7 @@ Without it (the default) a model is exactly the plain ELT model: no extra parame
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -36,11 +37,8 @@ class LatentConfig:
         return tuple(self.window)
 
     def j_max(self, grid: tuple[int, ...]) -> int:
-        w = self.window_for(grid)
-        n = 1
-        for side in w:
-            n *= side
-        return n if self.latents_per_group is None else self.latents_per_group
+        """Latents per group at the full budget: `latents_per_group`, or the tokens of a window."""
+        return math.prod(self.window_for(grid)) if self.latents_per_group is None else self.latents_per_group
 
     def validate(self, grid: tuple[int, ...], dim: int) -> None:
         """ValueError naming the key at fault."""
