@@ -178,6 +178,7 @@ def test_a_model_without_the_section_is_the_plain_model():
     cfg = FlowModelConfig(image_size=8, channels=1, patch=2, dim=24, heads=2, blocks=2, num_classes=3)
     plain = FlowTransformer(cfg)
     assert not hasattr(plain, "latent") and not any("latent" in k for k in plain.state_dict())
+    assert {k.split(".")[0] for k in plain.state_dict()} == {"patch_embed", "t_embed", "y_embed", "core", "final"}
     with pytest.raises(BudgetError, match="no latent interface"):
         plain(*_inputs(), loops=1, latents=2)
 
