@@ -34,6 +34,7 @@ class World:
     cls_norecord: Path  # like cls, without the recorded image_shape
     data: Path  # train/ and test/ image folders
     good: Path  # samples .npz written by `elt sample` (6 grey 8×8 images, labels 0 0 1 1 2 2)
+    lrun: Path  # a run with a latent interface, 3 latents per group
 
     @property
     def images(self) -> np.ndarray:
@@ -55,6 +56,11 @@ def world(tmp_path_factory, tiny_cfg_dict) -> World:
         cfg.write_text(yaml.safe_dump(tiny_cfg_dict()))
         run = root / "run"
         assert main(["train", str(cfg), "train.steps=2", "--out", str(run), "--no-progress"]) == 0
+        latent = tiny_cfg_dict()
+        latent["model"] |= {"patch": 2, "latent": {"window": [2, 2], "latents_per_group": 3}}
+        (root / "latent.yaml").write_text(yaml.safe_dump(latent))
+        assert main(["train", str(root / "latent.yaml"), "train.steps=2", "--out", str(root / "lrun"),
+                     "--no-progress"]) == 0
         data, data2 = root / "data", root / "data2"
         write_tiny_image_folder(data / "train")
         write_tiny_image_folder(data / "test", per_class=4)
@@ -73,7 +79,7 @@ def world(tmp_path_factory, tiny_cfg_dict) -> World:
                      "--precision", "fp32"]) == 0
     finally:
         mp.undo()
-    return World(root, run, root / "cls", root / "cls2", norecord, data, good)
+    return World(root, run, root / "cls", root / "cls2", norecord, data, good, root / "lrun")
 
 
 # ---- helpers that build a row's bad input inside the row's own folder --------------------------------------------
@@ -110,6 +116,10 @@ def _eval(w: World, npz: Path, tmp: Path, *extra) -> list:
 
 def _sample(w: World, tmp: Path, *extra) -> list:
     return ["sample", w.run, "--per-class", "1", "--steps", "1", *extra]
+
+
+def _lsample(w: World, tmp: Path, *extra) -> list:
+    return ["sample", w.lrun, "--per-class", "1", "--steps", "1", "--out", tmp / "x.npz", *extra]
 
 
 def _bad_classifier(w: World, tmp: Path, change: Callable[[Path], object]) -> list:
@@ -184,6 +194,24 @@ ROWS = [
                                                                        "--cfg", "1", "--uncond-loops", "1"),
         r"--uncond-loops 1 sets the loop count of guidance's unconditional branch, but guidance is off \(cfg 1\): "
         r"pass --cfg"),
+    Row("sample --latents 0", lambda w, t: _lsample(w, t, "--latents", "0"),
+        r"--latents must be an integer in 1\.\.3 \(the model's latents per group\), got 0"),
+    Row("sample --latents above J_max", lambda w, t: _lsample(w, t, "--latents", "4"),
+        r"--latents must be an integer in 1\.\.3 \(the model's latents per group\), got 4"),
+    Row("sample --uncond-latents above J_max", lambda w, t: _lsample(w, t, "--cfg", "2", "--uncond-latents", "9"),
+        r"--uncond-latents must be an integer in 1\.\.3 \(the model's latents per group\), got 9"),
+    Row("sample --latents on a plain run", lambda w, t: _sample(w, t, "--out", t / "x.npz", "--latents", "1"),
+        r"this run has no latent interface \(model\.latent\): drop --latents"),
+    Row("sample --uncond-latents on a plain run", lambda w, t: _sample(w, t, "--out", t / "x.npz", "--cfg", "2",
+                                                                       "--uncond-latents", "1"),
+        r"this run has no latent interface \(model\.latent\): drop --uncond-latents"),
+    Row("sample --uncond-latents without guidance", lambda w, t: _lsample(w, t, "--cfg", "1", "--uncond-latents",
+                                                                          "1"),
+        r"--uncond-latents 1 sets the latents of guidance's unconditional branch, but guidance is off \(cfg 1\): "
+        r"pass --cfg"),
+    Row("sample --latents with per-step loops", lambda w, t: _lsample(w, t, "--steps", "2", "--loops", "1,2",
+                                                                      "--latents", "1"),
+        r"--latents needs a single --loops count, not one per step: pass --loops L"),
     Row("anytime --uncond-loops without guidance", lambda w, t: ["anytime", w.run, "--out", t / "any", "--steps",
                                                                  "1", "--max-loops", "1", "--cfg", "1",
                                                                  "--uncond-loops", "1"],

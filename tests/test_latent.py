@@ -208,3 +208,50 @@ def test_a_latent_run_trains_saves_loads_and_samples(tiny_cfg_dict, tmp_path, mo
     assert model.latent.interface.read_layer.queries.shape == (3, cfg.model.dim)
     assert main(["sample", str(run), "--out", str(tmp_path / "s.npz"), "--per-class", "1", "--steps", "1",
                  "--precision", "fp32"]) == 0
+
+
+def test_sample_latents_flags_reach_the_sampler_and_the_record(tiny_cfg_dict, tmp_path, monkeypatch, capsys):
+    """`elt sample --latents J`: other samples than the full budget, fewer GFLOPs, J in the record;
+    `--uncond-latents Jw`: two network calls per guided step, the unconditional one at Jw."""
+    import json
+
+    import numpy as np
+    import yaml
+
+    from elt.anytime import gflops_per_sample
+    from elt.cli import main
+    from elt.models import from_pretrained
+
+    monkeypatch.setenv("ELT_CACHE", str(tmp_path / "cache"))
+    d = tiny_cfg_dict()
+    d["model"] |= {"patch": 2, "latent": {"window": [2, 2], "latents_per_group": 3}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(d))
+    run = tmp_path / "run"
+    assert main(["train", str(tmp_path / "c.yaml"), "train.steps=3", "train.lr=0.01", "--out", str(run),
+                 "--no-progress"]) == 0  # a larger step moves the zero-initialised output layer off zero
+    base = ["sample", str(run), "--per-class", "1", "--steps", "2", "--loops", "2", "--precision", "fp32"]
+    assert main([*base, "--out", str(tmp_path / "full.npz")]) == 0
+    assert main([*base, "--out", str(tmp_path / "one.npz"), "--latents", "1"]) == 0
+    full, one = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("full", "one"))
+    assert full["latents"] is None and one["latents"] == 1 and one["uncond_latents"] is None
+    assert not np.array_equal(np.load(tmp_path / "full.npz")["arr_0"], np.load(tmp_path / "one.npz")["arr_0"])
+    model, _ = from_pretrained(run)
+    assert one["gflops_per_sample"] == pytest.approx(gflops_per_sample(model, Budget(2, 1), 2, 1.0))
+    assert one["gflops_per_sample"] < full["gflops_per_sample"]
+
+    calls = []
+    forward = FlowTransformer.forward
+
+    def spy(self, x, t, y, loops, exits=None, latents=None):
+        if not torch.is_grad_enabled() and len(x) > 1:  # sampling calls, not the FLOP counter's batch of 1
+            calls.append((len(x), loops, latents, sorted(set(y.tolist()))))
+        return forward(self, x, t, y, loops, exits, latents)
+
+    monkeypatch.setattr(FlowTransformer, "forward", spy)
+    assert main([*base, "--out", str(tmp_path / "cheap.npz"), "--cfg", "2", "--uncond-latents", "1"]) == 0
+    assert calls == [(3, 2, None, [0, 1, 2]), (3, 2, 1, [3])] * 2  # per step: full budget, null label at Jw=1
+    cheap = json.loads((tmp_path / "cheap.json").read_text())
+    assert cheap["latents"] is None and cheap["uncond_latents"] == 1
+    assert cheap["gflops_per_sample"] == pytest.approx(gflops_per_sample(model, Budget(2), 2, 2.0, Budget(2, 1)))
+    assert cheap["gflops_per_sample"] < gflops_per_sample(model, 2, 2, 2.0)
+    assert "uncond_latents=1" in capsys.readouterr().out

@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from ..budget import Budget
 from .request import SampleRequest
 
 
@@ -39,11 +40,12 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     return LoadedRun(str(run_dir), ckpt, model, cfg, build_family(cfg).sampler(model, str(run_dir)))
 
 
-def generate(sampler: Callable, labels: torch.Tensor, loops: int | list[int], steps: int, guidance: float,
+def generate(sampler: Callable, labels: torch.Tensor, loops: int | Budget | list[int], steps: int, guidance: float,
              seed: int, batch_size: int | None, precision: str, desc: str | None = None,
-             uncond: int | None = None) -> torch.Tensor:
-    """Sample with a progress bar (desc "" hides it) -> uint8 (N, H, W, C) for labels (N,); `uncond` the loop
-    count of guidance's unconditional branch (None: as `loops`)."""
-    with tqdm(total=len(labels), desc=desc or f"sample L={loops}", unit="img", disable=desc == "") as bar:
+             uncond: int | Budget | None = None) -> torch.Tensor:
+    """Sample with a progress bar (desc "" hides it) -> uint8 (N, H, W, C) for labels (N,); `loops` a count,
+    a Budget or one count per step; `uncond` the budget of guidance's unconditional branch (None: as `loops`)."""
+    shown = f"L={loops.loops} J={loops.latents}" if isinstance(loops, Budget) else f"L={loops}"
+    with tqdm(total=len(labels), desc=desc or f"sample {shown}", unit="img", disable=desc == "") as bar:
         return sampler(SampleRequest(labels, loops, steps, guidance, uncond=uncond, seed=seed, batch_size=batch_size,
                                      precision=precision, progress=bar))

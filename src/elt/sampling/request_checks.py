@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from ..budget import BudgetError, BudgetSchedule
+from ..budget import Budget, BudgetError, BudgetSchedule
 from ..config import check_guidance
 from ..errors import ConfigError
 
@@ -52,6 +52,34 @@ def check_uncond_loops(uncond: int | str | None, guidance: float) -> int | None:
         raise ConfigError(f"--uncond-loops {uncond} sets the loop count of guidance's unconditional branch, but "
                           f"guidance is off (cfg 1): pass --cfg with a scale other than 1, or drop --uncond-loops")
     return uncond
+
+
+def check_latent_budget(model, loops: int | list[int], uncond: int | None, guidance: float,
+                        latents: int | None, uncond_latents: int | None) -> tuple:
+    """(loops, uncond) as Budgets with `--latents` / `--uncond-latents` (latents per group, 1..J_max of the
+    loaded model); unchanged when neither flag is given."""
+    if latents is None and uncond_latents is None:
+        return loops, uncond
+    flag = "--latents" if latents is not None else "--uncond-latents"
+    path = getattr(model, "latent", None)
+    if path is None:
+        raise ConfigError(f"this run has no latent interface (model.latent): drop {flag}")
+    if not isinstance(loops, int):
+        raise ConfigError(f"{flag} needs a single --loops count, not one per step: pass --loops L")
+    j_max = path.interface.j_max
+    for name, value in (("--latents", latents), ("--uncond-latents", uncond_latents)):
+        if value is not None and not 1 <= value <= j_max:
+            raise ConfigError(f"{name} must be an integer in 1..{j_max} (the model's latents per group), "
+                              f"got {value}")
+    if uncond_latents is not None and guidance == 1:
+        raise ConfigError(f"--uncond-latents {uncond_latents} sets the latents of guidance's unconditional "
+                          f"branch, but guidance is off (cfg 1): pass --cfg with a scale other than 1, or drop "
+                          f"--uncond-latents")
+    cond = Budget(loops, latents)
+    if uncond is None and uncond_latents is None:
+        return cond, None
+    return cond, Budget(loops if uncond is None else uncond, uncond_latents if uncond_latents is not None
+                        else latents)
 
 
 def sampling_settings(cfg, steps: int | None = None, guidance: float | None = None) -> tuple[int, float]:

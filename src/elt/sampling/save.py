@@ -1,7 +1,6 @@
 """Writing a sample set: `OUT.npz` (arr_0 uint8 images (N, H, W, C), arr_1 int64 labels (N,)) and beside it the
 sidecar `OUT.json`, a record of the request (run, checkpoint step, loops, the unconditional
-branch's loops, steps, guidance, seed, labels,
-precision), the wall time and the counted GFLOPs per sample."""
+branch's loops, the latents per group of both branches, steps, guidance, seed, labels, precision), the wall time and the counted GFLOPs per sample."""
 from __future__ import annotations
 
 import json
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path, write_text_atomic
+from ..budget import Budget
 
 
 def sidecar_path(npz: str | Path) -> Path:
@@ -34,13 +34,13 @@ def labels_summary(labels: torch.Tensor) -> dict:
             and counts else None}
 
 
-def gflops_for_request(model: torch.nn.Module, loops: int | list[int], steps: int, guidance: float,
-                       uncond: int | None = None) -> float:
-    """Counted forward GFLOPs per sample: one loop count for every step, or one per step (a schedule);
-    `uncond` the loop count of guidance's unconditional branch (None: as the conditional one)."""
+def gflops_for_request(model: torch.nn.Module, loops: int | Budget | list[int], steps: int, guidance: float,
+                       uncond: int | Budget | None = None) -> float:
+    """Counted forward GFLOPs per sample: one loop count or Budget for every step, or one loop count per step
+    (a schedule); `uncond` the budget of guidance's unconditional branch (None: as the conditional one)."""
     from ..anytime import gflops_per_sample
 
-    if isinstance(loops, int):
+    if isinstance(loops, (int, Budget)):
         return gflops_per_sample(model, loops, steps, guidance, uncond)
     per_loop = {L: gflops_per_sample(model, L, 1, guidance, uncond) for L in sorted(set(loops))}
     return sum(per_loop[L] for L in loops)
@@ -53,10 +53,13 @@ def write_sidecar(npz: str | Path, record: dict) -> Path:
 
 def sample_record(run_dir: str, step: int | None, loops: int | list[int], steps: int, guidance: float, seed: int,
                   labels: torch.Tensor, precision: str, batch_size: int | None, wall_seconds: float,
-                  gflops_per_sample: float, uncond_loops: int | None = None) -> dict:
+                  gflops_per_sample: float, uncond_loops: int | None = None, latents: int | None = None,
+                  uncond_latents: int | None = None) -> dict:
     """The sidecar's contents: what was asked, how long it took and what it cost. `uncond_loops`: the loop
-    count of guidance's unconditional branch (None: as `loops`)."""
+    count of guidance's unconditional branch (None: as `loops`); `latents` / `uncond_latents`: the latents per
+    group of the two branches (None: the model's full budget / as `latents`)."""
     return {"run": str(run_dir), "checkpoint_step": step, "loops": loops, "uncond_loops": uncond_loops,
+            "latents": latents, "uncond_latents": uncond_latents,
             "steps": steps, "cfg": guidance,
             "seed": seed, "labels": labels_summary(labels), "precision": precision, "batch_size": batch_size,
             "wall_seconds": round(wall_seconds, 3), "gflops_per_sample": gflops_per_sample}
