@@ -179,16 +179,21 @@ def test_anytime_grid(trained, tmp_path, capsys):
         assert im.size[0] < im.size[1] * 2  # 2 columns, 3 rows
 
 
-def test_anytime_eval_writes_table_and_overlay_plot(trained, tmp_path, capsys, monkeypatch):
+def tiny_classifier(cfg_path, tmp_path, monkeypatch) -> None:
+    """A one-epoch digit classifier of the trained run's data in tmp_path/cls (feature cache in tmp_path)."""
     from elt.data import load_dataset
     from elt.eval.classifier import save_classifier, train_classifier
 
-    cfg_path, run = trained
     monkeypatch.setenv("ELT_CACHE", str(tmp_path / "cache"))
     data = yaml.safe_load(cfg_path.read_text())["data"]["name"]
     ds = load_dataset(data, "train", image_size=8, channels=1)
     x, y = ds.get_batch(torch.arange(len(ds)))
     save_classifier(train_classifier(x, y, x, y, epochs=1, batch_size=16, progress=False)[0], tmp_path / "cls", {})
+
+
+def test_anytime_eval_writes_table_and_overlay_plot(trained, tmp_path, capsys, monkeypatch):
+    cfg_path, run = trained
+    tiny_classifier(cfg_path, tmp_path, monkeypatch)
     out = tmp_path / "any"
     assert main(["anytime", str(run), "--out", str(out), "--eval", "--features", "classifier", "--classifier",
                  str(tmp_path / "cls"), "--per-class", "4", "--max-loops", "3", "--steps-list", "1", "2",
@@ -216,16 +221,10 @@ def test_anytime_uncond_loops_in_the_table_and_its_gflops(trained, tmp_path, cap
     """`elt anytime --uncond-loops 1`: every column's guidance runs its unconditional branch at 1 loop; the
     table records it and each row costs steps·(F(L) + F(1))."""
     from elt.anytime import forward_flops
-    from elt.data import load_dataset
-    from elt.eval.classifier import save_classifier, train_classifier
     from elt.models import from_pretrained
 
     cfg_path, run = trained
-    monkeypatch.setenv("ELT_CACHE", str(tmp_path / "cache"))
-    data = yaml.safe_load(cfg_path.read_text())["data"]["name"]
-    ds = load_dataset(data, "train", image_size=8, channels=1)
-    x, y = ds.get_batch(torch.arange(len(ds)))
-    save_classifier(train_classifier(x, y, x, y, epochs=1, batch_size=16, progress=False)[0], tmp_path / "cls", {})
+    tiny_classifier(cfg_path, tmp_path, monkeypatch)
     out = tmp_path / "any"
     assert main(["anytime", str(run), "--out", str(out), "--classifier", str(tmp_path / "cls"), "--per-class", "2",
                  "--max-loops", "3", "--steps", "1", "--cfg", "2", "--uncond-loops", "1", "--precision",
