@@ -5,7 +5,6 @@ into tokens, so the core never sees the geometry.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -89,18 +88,23 @@ class FlowModelConfig:
         return (*time, self.patch, self.patch)
 
     @property
+    def patches(self) -> Patchify:
+        """The input's patch geometry (token grid, token count, values per token)."""
+        return Patchify(self.input_shape, self.patch_size)
+
+    @property
     def token_grid(self) -> tuple[int, ...]:
         """Tokens along each spatial axis."""
-        return tuple(s // p for s, p in zip(self.input_shape[1:], self.patch_size))
+        return self.patches.grid
 
     @property
     def num_tokens(self) -> int:
-        return math.prod(self.token_grid)
+        return self.patches.num_tokens
 
     @property
     def patch_dim(self) -> int:
         """Values per token: prod(patch_size)·C."""
-        return math.prod(self.patch_size) * self.channels
+        return self.patches.patch_dim
 
 
 def position_grid(grid: tuple[int, ...]) -> tuple[int, ...]:
@@ -123,7 +127,7 @@ class FlowTransformer(nn.Module):
         cfg.validate()
         self.cfg = cfg
         d = cfg.dim
-        self.patches = Patchify(cfg.input_shape, cfg.patch_size)
+        self.patches = cfg.patches
         self.patch_embed = nn.Linear(self.patches.patch_dim, d)
         pos = sincos_nd(d, position_grid(self.patches.grid))[None]  # (1, T, D)
         if cfg.pos_embed == "learned":

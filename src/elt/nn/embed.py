@@ -51,12 +51,21 @@ def sincos_nd(dim: int, grid: tuple[int, ...]) -> torch.Tensor:
     if dim % (2 * len(grid)) != 0:
         raise ValueError(f"sincos position embedding on a {len(grid)}-D grid needs dim divisible by "
                          f"{2 * len(grid)}, got {dim}")
-    n_freq = dim // (2 * len(grid))
-    omega = 1.0 / 10000 ** (torch.arange(n_freq, dtype=torch.float64) / n_freq)
     coords = torch.meshgrid(*(torch.arange(g, dtype=torch.float64) for g in grid), indexing="ij")
+    return sincos_at(dim, torch.stack([c.reshape(-1) for c in coords], dim=1))  # (T, len(grid)) coordinates
+
+
+def sincos_at(dim: int, coords: torch.Tensor) -> torch.Tensor:
+    """Sin-cos embedding (P, dim) of real coordinates (P, k): dim / k channels per axis, [sin, cos] at geometric
+    frequencies, last axis first (`sincos_nd`'s layout, which calls this on integer grid coordinates)."""
+    k = coords.shape[1]
+    if dim % (2 * k) != 0:
+        raise ValueError(f"sin-cos positions on a {k}-D grid need dim divisible by {2 * k}, got {dim}")
+    n_freq = dim // (2 * k)
+    omega = 1.0 / 10000 ** (torch.arange(n_freq, dtype=torch.float64) / n_freq)
     parts = []
-    for axis in reversed(range(len(grid))):
-        out = coords[axis].reshape(-1, 1) * omega[None]  # (T, n_freq)
+    for axis in reversed(range(k)):
+        out = coords[:, axis:axis + 1].double() * omega[None]  # (P, n_freq)
         parts += [out.sin(), out.cos()]
     return torch.cat(parts, dim=1).float()
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..budget import Budget
 from .block import Mlp, modulate
+from .embed import sincos_at
 
 
 # ---- windows of a token grid ----------------------------------------------------------------------------------
@@ -54,21 +55,6 @@ def ungroup_tokens(x: torch.Tensor, grid: Sequence[int], window: Sequence[int]) 
     cut, groups, inner = _axes(len(grid))
     sizes = {f"g{i}": g for i, g in enumerate(counts)} | {f"w{i}": w for i, w in enumerate(window)}
     return rearrange(x, f"b {groups} {inner} d -> b ({cut}) d", **sizes)
-
-
-def sincos_at(dim: int, coords: torch.Tensor) -> torch.Tensor:
-    """Sin-cos embedding (P, dim) of real coordinates (P, k), in `sincos_nd`'s layout (last axis first,
-    [sin, cos] per axis), so a window centre gets the same kind of code as a token position."""
-    k = coords.shape[1]
-    if dim % (2 * k) != 0:
-        raise ValueError(f"latent positions on a {k}-D grid need dim divisible by {2 * k}, got {dim}")
-    n_freq = dim // (2 * k)
-    omega = 1.0 / 10000 ** (torch.arange(n_freq, dtype=torch.float64) / n_freq)
-    parts = []
-    for axis in reversed(range(k)):
-        out = coords[:, axis:axis + 1].double() * omega[None]  # (P, n_freq)
-        parts += [out.sin(), out.cos()]
-    return torch.cat(parts, dim=1).float()
 
 
 def group_positions(dim: int, grid: Sequence[int], window: Sequence[int]) -> torch.Tensor:
