@@ -34,27 +34,55 @@ def gflops_per_sample(model: torch.nn.Module, loops: int | Budget, steps: int, g
     return steps * (forward_flops(model, loops) + forward_flops(model, uncond)) / 1e9
 
 
-def sweep(model, sample: Callable[[torch.Tensor, int, int], torch.Tensor], evaluator, labels: torch.Tensor,
+def sweep(model, sample: Callable[[torch.Tensor, int | Budget, int], torch.Tensor], evaluator, labels: torch.Tensor,
           loop_counts: list[int], step_counts: list[int], guidance: float, log=print,
-          uncond: int | None = None) -> list[dict]:
-    """sample(labels, loops, steps) -> uint8 (N, H, W, C); evaluator.evaluate(images, labels) -> metrics.
-    `uncond`: the loop count of guidance's unconditional branch (None: as each row's loops), for the GFLOPs."""
+          uncond: int | None = None, latent_counts: list[int | None] | None = None,
+          uncond_latents: int | None = None) -> list[dict]:
+    """sample(labels, loops, steps) -> uint8 (N, H, W, C), `loops` a count or, with `latent_counts`, a
+    Budget(L, J); evaluator.evaluate(images, labels) -> metrics. One row per (steps, latents, loops).
+    `uncond` / `uncond_latents`: the guiding branch's loops / latents (None: as each row's), for the GFLOPs."""
     from .eval.report import headline
 
     rows = []
     for steps in step_counts:
-        for loops in loop_counts:
-            t0 = time.perf_counter()
-            images = sample(labels, loops, steps)
-            dt = time.perf_counter() - t0
-            metrics = evaluator.evaluate(images, labels)
-            row = {"loops": loops, "steps": steps, "gflops_per_sample": gflops_per_sample(model, loops, steps,
-                                                                                          guidance, uncond),
-                   "sample_seconds": round(dt, 2), **headline(metrics), "report": metrics}
-            rows.append(row)
-            log(f"L={loops} steps={steps}: " + ", ".join(f"{k} {v:.4g}" for k, v in headline(metrics).items()
-                                                         if k != "n") + f" ({len(labels)} samples, {dt:.1f} s)")
+        for J in latent_counts or [None]:
+            for loops in loop_counts:
+                budget = loops if J is None else Budget(loops, J)
+                guide = guiding_budget(loops, J, uncond, uncond_latents)
+                t0 = time.perf_counter()
+                images = sample(labels, budget, steps)
+                dt = time.perf_counter() - t0
+                metrics = evaluator.evaluate(images, labels)
+                row = {"loops": loops, **({} if J is None else {"latents": J}), "steps": steps,
+                       "gflops_per_sample": gflops_per_sample(model, budget, steps, guidance, guide),
+                       "sample_seconds": round(dt, 2), **headline(metrics), "report": metrics}
+                rows.append(row)
+                at = f"L={loops}" + ("" if J is None else f" J={J}")
+                log(f"{at} steps={steps}: " + ", ".join(f"{k} {v:.4g}" for k, v in headline(metrics).items()
+                                                      if k != "n") + f" ({len(labels)} samples, {dt:.1f} s)")
     return rows
+
+
+def guiding_budget(loops: int, latents: int | None, uncond_loops: int | None, uncond_latents: int | None
+                   ) -> int | Budget | None:
+    """The guiding branch's budget at the point (loops, latents): None (as the point's) unless `uncond_loops`
+    or `uncond_latents` is set; an unset one follows the point's."""
+    if uncond_loops is None and uncond_latents is None:
+        return None
+    lw = loops if uncond_loops is None else uncond_loops
+    jw = latents if uncond_latents is None else uncond_latents
+    return lw if jw is None else Budget(lw, jw)
+
+
+def pareto_front(rows: list[dict], key: str, lower_better: bool) -> list[dict]:
+    """The rows no cheaper-or-equal row beats on `key`: sorted by GFLOPs per sample, each strictly better
+    than every cheaper one (the best quality a compute budget can buy)."""
+    front: list[dict] = []
+    for r in sorted((r for r in rows if key in r), key=lambda r: (r["gflops_per_sample"],
+                                                                  r[key] if lower_better else -r[key])):
+        if not front or (r[key] < front[-1][key] if lower_better else r[key] > front[-1][key]):
+            front.append(r)
+    return front
 
 
 def run_name(run_dir: str | Path, mode: str) -> str:

@@ -19,7 +19,9 @@ from tqdm.auto import tqdm
 from .errors import ConfigError, DataError
 from .outputs import output_folder
 from .sampling.generate import LoadedRun, generate, load_run
-from .sampling.request_checks import at_least_1, check_seed, check_uncond_loops, sampling_settings
+from .budget import Budget
+from .sampling.request_checks import (at_least_1, check_guidance_kind, check_latent_budget, check_seed,
+                                      check_uncond_loops, sampling_settings)
 
 
 @dataclass
@@ -41,6 +43,9 @@ class AnytimeOptions:
     inception: str | None = None
     per_class: int = 100  # samples per class at each evaluated point
     uncond_loops: int | None = None  # loop count of guidance's unconditional branch (None: as each column's)
+    latents_list: list[int] | None = None  # with eval: sweep these latents per group (runs with model.latent)
+    uncond_latents: int | None = None  # latents per group of guidance's unconditional branch (None: each point's)
+    guidance: str | None = None  # cfg | ccfg | autoguidance (see `elt sample --guidance`)
 
 
 def run_labels(run_dirs: list[str]) -> list[str]:
@@ -68,6 +73,10 @@ class _Planned:
     steps: int
     guidance: float
     uncond: int | None = None  # loop count of guidance's unconditional branch (None: as the conditional one)
+    latent_counts: list[int | None] | None = None  # the latents per group swept (None: the model's only budget)
+    uncond_latents: int | None = None  # latents of the guiding branch (None: as each point's)
+    guide: str = "cfg"  # the guiding branch's label: "cfg" (null) or "autoguidance" (the same)
+    guidance_kind: str = "cfg"  # none | cfg | ccfg | autoguidance, for the record
 
 
 def run_anytime(opts: AnytimeOptions, log: Callable[[str], None] = print) -> Path | None:
@@ -76,7 +85,7 @@ def run_anytime(opts: AnytimeOptions, log: Callable[[str], None] = print) -> Pat
     out = output_folder("--out", opts.out)
     labels = run_labels(opts.runs)  # unique: two runs named `run` in different folders get two grids
     grids = ["anytime.png" if len(opts.runs) == 1 else f"anytime_{label}.png" for label in labels]
-    for name in ("anytime.json", "anytime_quality.png", *grids):
+    for name in ("anytime.json", "anytime_quality.png", "anytime_pareto.png", *grids):
         if (out / name).is_dir():
             raise ConfigError(f"--out {out} holds a folder named {name}, where a file is written: move it away "
                               f"or choose another --out folder")
@@ -84,6 +93,8 @@ def run_anytime(opts: AnytimeOptions, log: Callable[[str], None] = print) -> Pat
     evaluate = opts.eval or bool(opts.classifier)
     if opts.steps_list and not evaluate:
         raise ConfigError("--steps-list sweeps sampling steps for --eval; add --eval")
+    if opts.latents_list and not evaluate:
+        raise ConfigError("--latents-list sweeps latent budgets for --eval; add --eval")
     # every input and setting is checked before anything is sampled or written
     per_class = at_least_1("--per-class", opts.per_class) if evaluate else opts.per_class
     step_list = [at_least_1("--steps-list", s) for s in opts.steps_list] if opts.steps_list else None
@@ -104,11 +115,13 @@ def run_anytime(opts: AnytimeOptions, log: Callable[[str], None] = print) -> Pat
     if not runs:
         return None
     from .atomic import write_text_atomic
-    from .plots import plot_anytime
+    from .plots import plot_anytime, plot_pareto
 
     table = write_text_atomic(out / "anytime.json", json.dumps({"runs": runs}, indent=2))
     log(f"wrote {table}")
     log(f"wrote {plot_anytime(runs, out / 'anytime_quality.png')} (quality against loops and GFLOPs per sample)")
+    log(f"wrote {plot_pareto(runs, out / 'anytime_pareto.png')} (every point and each run's Pareto front "
+        f"against GFLOPs per sample)")
     return table
 
 
@@ -128,7 +141,22 @@ def _plan(run_dir: str, opts: AnytimeOptions, log) -> _Planned | list[dict]:
             "a depth it was never trained at")
     steps, guidance = sampling_settings(cfg, opts.steps, opts.cfg)
     uncond = check_uncond_loops(opts.uncond_loops, guidance)
-    return _Planned(run, list(range(1, last + 1)), steps, guidance, uncond)
+    latents = opts.latents_list
+    if latents or opts.uncond_latents is not None:
+        if getattr(run.model, "latent", None) is None:
+            raise ConfigError(f"{run_dir} has no latent interface (model.latent), so --latents-list / "
+                              f"--uncond-latents do not apply: sweep it in its own `elt anytime` call and pass "
+                              f"its anytime.json here to overlay it")
+        j_max = run.model.latent.interface.j_max
+        bad = [J for J in latents or [] if not 1 <= J <= j_max]
+        if bad:
+            raise ConfigError(f"--latents-list values must be integers in 1..{j_max} (the latents per group of "
+                              f"{run_dir}), got {bad[0]}")
+        check_latent_budget(run.model, 1, None, guidance, None, opts.uncond_latents)
+    guided = None if uncond is None and opts.uncond_latents is None else "given"
+    guide, kind = check_guidance_kind(opts.guidance, guidance, None, guided)
+    return _Planned(run, list(range(1, last + 1)), steps, guidance, uncond, list(latents) if latents else None,
+                    opts.uncond_latents, guide, kind)
 
 
 def _evaluator(opts: AnytimeOptions, planned: list[_Planned]):
@@ -160,11 +188,13 @@ def _evaluator(opts: AnytimeOptions, planned: list[_Planned]):
 
 def _grid(item: _Planned, opts: AnytimeOptions, path: Path, log) -> None:
     """A row per class, a column per loop count (the same noise in every column)."""
+    from .anytime import guiding_budget
     from .grid import loop_sheet
 
     k = item.run.cfg.model.num_classes
     columns = [generate(item.run.sampler, torch.arange(k), L, item.steps, item.guidance, opts.seed, None,
-                        opts.precision, "", uncond=item.uncond) for L in tqdm(item.loop_counts, desc="any-time grid")]
+                        opts.precision, "", uncond=guiding_budget(L, None, item.uncond, item.uncond_latents),
+                        guide=item.guide) for L in tqdm(item.loop_counts, desc="any-time grid")]
     loop_sheet(columns, item.loop_counts, path)
     log(f"wrote {path} (rows: classes 0..{k - 1}; columns: loops {item.loop_counts}; trained "
         f"L_max={item.run.cfg.train_loops})")
@@ -173,16 +203,19 @@ def _grid(item: _Planned, opts: AnytimeOptions, path: Path, log) -> None:
 def _sweep_run(item: _Planned, label: str, labels: torch.Tensor, step_list: list[int] | None, evaluator,
                opts: AnytimeOptions, log) -> dict:
     """One run's anytime.json entry: a scored row per (steps, loops)."""
-    from .anytime import run_name, sweep
+    from .anytime import guiding_budget, run_name, sweep
 
     run, cfg = item.run, item.run.cfg
 
-    def sample(y, loops, n_steps):
-        return generate(run.sampler, y, loops, n_steps, item.guidance, opts.seed, None, opts.precision,
-                        uncond=item.uncond)
+    def sample(y, budget, n_steps):
+        J = budget.latents if isinstance(budget, Budget) else None
+        return generate(run.sampler, y, budget, n_steps, item.guidance, opts.seed, None, opts.precision,
+                        uncond=guiding_budget(Budget.of(budget).loops, J, item.uncond, item.uncond_latents),
+                        guide=item.guide)
 
     rows = sweep(run.model, sample, evaluator, labels, item.loop_counts, step_list or [item.steps], item.guidance,
-                 log=log, uncond=item.uncond)
+                 log=log, uncond=item.uncond, latent_counts=item.latent_counts, uncond_latents=item.uncond_latents)
     return {"run": str(run.run_dir), "name": run_name(label, cfg.train.mode), "mode": cfg.train.mode,
-            "trained_loops": cfg.train_loops, "cfg": item.guidance, "uncond_loops": item.uncond, "seed": opts.seed,
+            "trained_loops": cfg.train_loops, "cfg": item.guidance, "uncond_loops": item.uncond,
+            "uncond_latents": item.uncond_latents, "guidance": item.guidance_kind, "seed": opts.seed,
             "samples_per_point": len(labels), "results": rows}

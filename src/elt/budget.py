@@ -3,7 +3,8 @@
 `Budget(loops, latents)` is what a sampler asks of the model at one step: `loops` passes through the looped
 core and, for models with a latent interface, `latents` latent tokens (None: the model's only setting).
 A `BudgetSchedule` gives one `StepBudget` per sampling step: the conditional budget and, for cheap
-classifier-free guidance, an optional smaller one for the unconditional branch.
+guidance, an optional smaller one for the guiding branch, which sees the null label (CFG; ELIT's CCFG when
+its budget is smaller) or the same label (autoguidance: the model guided by a cheaper copy of itself).
 """
 from __future__ import annotations
 
@@ -47,12 +48,21 @@ class Budget:
         return {"loops": self.loops} if self.latents is None else {"loops": self.loops, "latents": self.latents}
 
 
+GUIDANCE_KINDS = ("cfg", "autoguidance")  # the guiding branch's label: the null label, or the conditional one
+
+
 @dataclass(frozen=True)
 class StepBudget:
-    """One sampling step: the conditional budget and the unconditional one (None: the same as `cond`)."""
+    """One sampling step: the conditional budget and the guiding branch's one (None: the same as `cond`).
+    `guide`: "cfg" (the guiding branch sees the null label) or "autoguidance" (it sees the same label)."""
 
     cond: Budget
     uncond: Budget | None = None
+    guide: str = "cfg"
+
+    def __post_init__(self):
+        if self.guide not in GUIDANCE_KINDS:
+            raise BudgetError(f"guide must be one of {', '.join(GUIDANCE_KINDS)}, got {self.guide!r}")
 
     @property
     def uncond_budget(self) -> Budget:
@@ -74,20 +84,22 @@ class BudgetSchedule:
     steps: tuple[StepBudget, ...]
 
     @classmethod
-    def of(cls, spec: BudgetSpec | BudgetSchedule, steps: int, uncond: BudgetSpec | None = None
-           ) -> BudgetSchedule:
+    def of(cls, spec: BudgetSpec | BudgetSchedule, steps: int, uncond: BudgetSpec | None = None,
+           guide: str = "cfg") -> BudgetSchedule:
         """From a loop count / Budget for every step, or a sequence of exactly `steps` of them; `uncond` the
-        same for the unconditional branch (None: as the conditional one). A schedule is checked for length."""
+        same for the guiding branch (None: as the conditional one), `guide` its label ("cfg": null,
+        "autoguidance": the same). A schedule is checked for length."""
         _positive_int("steps", steps)
         if isinstance(spec, BudgetSchedule):
-            if uncond is not None:
-                raise BudgetError("give the unconditional budget inside the BudgetSchedule, not beside it")
+            if uncond is not None or guide != "cfg":
+                raise BudgetError("give the guiding branch's budget and label inside the BudgetSchedule, not "
+                                  "beside it")
             if len(spec) != steps:
                 raise BudgetError(f"a budget schedule for {steps} steps has {len(spec)} entries")
             return spec
         cond = _per_step("loop", spec, steps)
         unc = [None] * steps if uncond is None else _per_step("unconditional loop", uncond, steps)
-        return cls(tuple(StepBudget(c, u) for c, u in zip(cond, unc)))
+        return cls(tuple(StepBudget(c, u, guide) for c, u in zip(cond, unc)))
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -102,6 +114,11 @@ class BudgetSchedule:
     def loops(self) -> list[int]:
         """The conditional loop count of each step."""
         return [s.cond.loops for s in self.steps]
+
+    @property
+    def latents(self) -> list[int | None]:
+        """The conditional latents per group of each step (None: the model's full budget)."""
+        return [s.cond.latents for s in self.steps]
 
 
 def _per_step(what: str, spec, steps: int) -> list[Budget]:

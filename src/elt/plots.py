@@ -10,14 +10,19 @@ METRICS = [("class_consistency", "class-consistency", False), ("fd_classifier", 
            ("inception_recall", "recall (Inception)", False)]
 
 
-def plot_anytime(runs: list[dict], path: str | Path) -> Path:
-    """runs: [{"name", "trained_loops", "results": [rows with loops, steps, gflops_per_sample, metrics]}]."""
+def _pyplot():
     try:
         import matplotlib
     except ImportError as e:
-        raise ImportError("the any-time plot needs matplotlib: pip install 'elt[eval]'") from e
+        raise ImportError("the any-time plots need matplotlib: pip install 'elt[eval]'") from e
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_anytime(runs: list[dict], path: str | Path) -> Path:
+    """runs: [{"name", "trained_loops", "results": [rows with loops, steps, gflops_per_sample, metrics]}]."""
+    plt = _pyplot()
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     present = [m for m in METRICS if any(m[0] in r for run in runs for r in run["results"])]
@@ -26,17 +31,19 @@ def plot_anytime(runs: list[dict], path: str | Path) -> Path:
     fig, axes = plt.subplots(2, len(present), figsize=(4.2 * len(present), 7), squeeze=False)
     for j, (key, label, lower_better) in enumerate(present):
         for run in runs:
-            by_steps: dict[int, list[dict]] = {}
+            by_steps: dict[tuple[int, int], list[dict]] = {}  # one line per (steps, latents per group)
             for r in run["results"]:
                 if key in r:
-                    by_steps.setdefault(r["steps"], []).append(r)
-            for steps, rows in sorted(by_steps.items()):
+                    by_steps.setdefault((r["steps"], r.get("latents") or 0), []).append(r)
+            n_steps = len({s for s, _ in by_steps})
+            for (steps, latents), rows in sorted(by_steps.items()):
                 rows.sort(key=lambda r: r["loops"])
-                tag = run["name"] + (f", {steps} steps" if len(by_steps) > 1 else "")
+                tag = (run["name"] + (f", {steps} steps" if n_steps > 1 else "")
+                       + (f", J={latents}" if latents else ""))
                 floor = rows[0].get(f"{key}_real_floor")
                 for i, x in enumerate(("loops", "gflops_per_sample")):
                     axes[i, j].plot([r[x] for r in rows], [r[key] for r in rows], "o-", label=tag)
-                    if floor is not None and run is runs[0] and steps == min(by_steps):
+                    if floor is not None and run is runs[0] and (steps, latents) == min(by_steps):
                         axes[i, j].axhline(floor, color="grey", ls=":", lw=1, label="real floor")
         for i, x in enumerate(("loop count L", "GFLOPs per sample")):
             ax = axes[i, j]
@@ -54,6 +61,46 @@ def plot_anytime(runs: list[dict], path: str | Path) -> Path:
             axes[0, j].axvline(L, color="k", ls="--", lw=0.6, alpha=0.4)
     axes[0, 0].legend(fontsize=8)
     fig.suptitle("any-time quality (dashed: trained L_max; dotted: real-vs-real floor)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_pareto(runs: list[dict], path: str | Path) -> Path:
+    """Quality against GFLOPs per sample: every evaluated point of each run (small markers, (L, J) budgets
+    and sampling steps alike) and the run's Pareto front (the best quality at or below each budget) as a
+    line, so one- and two-axis elastic models compare at equal compute."""
+    from .anytime import pareto_front
+
+    plt = _pyplot()
+    present = [m for m in METRICS if any(m[0] in r for run in runs for r in run["results"])]
+    if not present:
+        raise ValueError("no quality metrics in the results: run the sweep with --eval")
+    fig, axes = plt.subplots(1, len(present), figsize=(4.4 * len(present), 3.9), squeeze=False)
+    for j, (key, label, lower_better) in enumerate(present):
+        ax = axes[0, j]
+        for run in runs:
+            rows = [r for r in run["results"] if key in r]
+            if not rows:
+                continue
+            front = pareto_front(rows, key, lower_better)
+            line, = ax.plot([r["gflops_per_sample"] for r in front], [r[key] for r in front], "-", lw=1.8,
+                            label=run["name"])
+            ax.plot([r["gflops_per_sample"] for r in rows], [r[key] for r in rows], "o", ms=3.5, alpha=0.5,
+                    color=line.get_color())
+            floor = rows[0].get(f"{key}_real_floor")
+            if floor is not None and run is runs[0]:
+                ax.axhline(floor, color="grey", ls=":", lw=1, label="real floor")
+        ax.set_xscale("log")
+        ax.set_xlabel("GFLOPs per sample")
+        ax.set_ylabel(label + (" ↓" if lower_better else " ↑"))
+        if lower_better:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("quality against compute: points = evaluated budgets, lines = Pareto fronts", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)

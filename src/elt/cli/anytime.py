@@ -2,7 +2,7 @@
 count -> anytime.json and a plot (the work is `elt.anytime_run.run_anytime`)."""
 from __future__ import annotations
 
-from .args import add_eval_args, add_sampling_args, add_uncond_loops_arg
+from .args import add_eval_args, add_sampling_args, add_uncond_latents_arg, add_uncond_loops_arg
 
 
 def add_parser(sub) -> None:
@@ -13,6 +13,10 @@ def add_parser(sub) -> None:
     a.add_argument("--max-loops", type=int, default=None,
                    help="last loop count (default L_max + 2; 1 for a baseline run, its only trained depth)")
     add_uncond_loops_arg(a)
+    add_uncond_latents_arg(a)
+    a.add_argument("--latents-list", type=int, nargs="+", metavar="J",
+                   help="with --eval, for runs with a latent interface: sweep these latents per group at every "
+                        "loop count (the (loops x latents) grid; default: the full budget only)")
     a.add_argument("--eval", action="store_true", help="score every loop count (FID, FD-classifier, "
                    "precision/recall, class-consistency, IS); RUNS may include earlier anytime.json files")
     a.add_argument("--steps-list", type=int, nargs="+", help="with --eval: also sweep these sampling steps")
@@ -30,4 +34,5 @@ def run(args) -> None:
                                precision=args.precision, max_loops=args.max_loops, eval=args.eval,
                                steps_list=args.steps_list, ref=args.ref, classifier=args.classifier,
                                features=args.features, inception=args.inception, per_class=args.per_class,
-                               uncond_loops=args.uncond_loops))
+                               uncond_loops=args.uncond_loops, latents_list=args.latents_list,
+                               uncond_latents=args.uncond_latents, guidance=args.guidance))

@@ -24,10 +24,28 @@ def loops_arg(text: str) -> int | list[int]:
 
 
 def add_uncond_loops_arg(parser: argparse.ArgumentParser) -> None:
-    """--uncond-loops Lw: guidance with its unconditional branch at fewer loops (cheap CFG on the loop axis)."""
+    """--uncond-loops Lw: guidance with its unconditional branch at fewer loops (cheap CFG on the loop axis),
+    and --guidance: which label that branch sees."""
     parser.add_argument("--uncond-loops", default=None, metavar="LW",
                         help="loop count of guidance's unconditional branch (default: as --loops); fewer loops "
                              "make each guided step cheaper; needs --cfg != 1")
+    parser.add_argument("--guidance", default=None, metavar="KIND",
+                        help="cfg (default: the guiding branch sees the null label, at --uncond-loops / "
+                             "--uncond-latents if given), ccfg (the same, a smaller guiding budget required: "
+                             "ELIT's cheap CFG) or autoguidance (the guiding branch keeps the label and runs at "
+                             "the smaller budget)")
+
+
+def add_uncond_latents_arg(parser: argparse.ArgumentParser) -> None:
+    """--uncond-latents Jw: guidance with its unconditional branch on fewer latents (ELIT's cheap CFG)."""
+    parser.add_argument("--uncond-latents", type=int, default=None, metavar="JW",
+                        help="latents per group of guidance's unconditional branch (default: as --latents); "
+                             "fewer make each guided step cheaper; needs --cfg != 1")
+
+
+def latents_arg(text: str) -> int | list[int]:
+    """`--latents 4` (every step) or `--latents 1,2,4,4` (one latent count per sampling/decoding step)."""
+    return loops_arg(text)
 
 
 def add_sampling_args(parser: argparse.ArgumentParser, many: bool = False) -> None:

@@ -5,7 +5,7 @@ import time
 
 from ..errors import ConfigError
 from ..outputs import output_file
-from .args import add_sampling_args, add_uncond_loops_arg, loops_arg
+from .args import add_sampling_args, add_uncond_latents_arg, add_uncond_loops_arg, latents_arg, loops_arg
 
 
 def add_parser(sub) -> None:
@@ -15,12 +15,10 @@ def add_parser(sub) -> None:
     s.add_argument("--loops", type=loops_arg, default=None,
                    help="loop count L (default: the trained L_max), or one per step: 1,2,4,4,...")
     add_uncond_loops_arg(s)
-    s.add_argument("--latents", type=int, default=None, metavar="J",
+    s.add_argument("--latents", type=latents_arg, default=None, metavar="J",
                    help="latents per group for a run with a latent interface (model.latent; default: its full "
-                        "budget); fewer latents make each step cheaper")
-    s.add_argument("--uncond-latents", type=int, default=None, metavar="JW",
-                   help="latents per group of guidance's unconditional branch (default: as --latents); fewer "
-                        "make each guided step cheaper; needs --cfg != 1")
+                        "budget), or one per step: 1,2,4,4,...; fewer latents make each step cheaper")
+    add_uncond_latents_arg(s)
     g = s.add_mutually_exclusive_group()
     g.add_argument("--per-class", type=int, default=10)
     g.add_argument("--labels", type=int, nargs="+")
@@ -34,8 +32,8 @@ def add_parser(sub) -> None:
 def run(args) -> None:
     from ..grid import sample_sheet, save_png
     from ..sampling.generate import generate, load_run
-    from ..sampling.request_checks import (at_least_1, check_latent_budget, check_loops, check_seed,
-                                          check_uncond_loops, class_labels, sampling_settings)
+    from ..sampling.request_checks import (at_least_1, check_guidance_kind, check_latent_budget, check_loops,
+                                          check_seed, check_uncond_loops, class_labels, sampling_settings)
     from ..sampling.save import gflops_for_request, sample_record, save_npz, sidecar_path, write_sidecar
 
     out = output_file("--out", args.out, ".npz")  # checked before sampling: nothing is lost to a bad name
@@ -54,20 +52,21 @@ def run(args) -> None:
     loops = check_loops(cfg.train_loops if args.loops is None else args.loops, steps)
     uncond = check_uncond_loops(args.uncond_loops, guidance)
     budget, uncond_budget = check_latent_budget(loaded.model, loops, uncond, guidance, args.latents,
-                                                args.uncond_latents)
+                                                args.uncond_latents, steps)
+    guide, kind = check_guidance_kind(args.guidance, guidance, budget, uncond_budget)
     t0 = time.perf_counter()
     images = generate(loaded.sampler, labels, budget, steps, guidance, args.seed, args.batch_size, args.precision,
-                      uncond=uncond_budget)
+                      uncond=uncond_budget, guide=guide)
     dt = time.perf_counter() - t0
     save_npz(out, images, labels)
     cheap = "" if uncond is None else f", uncond_loops={uncond}"
     cheap += "" if args.latents is None else f", latents={args.latents}"
     cheap += "" if args.uncond_latents is None else f", uncond_latents={args.uncond_latents}"
     print(f"wrote {len(labels)} samples to {out} in {dt:.1f} s (loops={loops}{cheap}, steps={steps}, "
-          f"cfg={guidance}, seed={args.seed})")
+          f"cfg={guidance} ({kind}), seed={args.seed})")
     gflops = gflops_for_request(loaded.model, budget, steps, guidance, uncond_budget)
     record = sample_record(args.run_dir, loaded.step, loops, steps, guidance, args.seed, labels, args.precision,
-                           args.batch_size, dt, gflops, uncond, args.latents, args.uncond_latents)
+                           args.batch_size, dt, gflops, uncond, args.latents, args.uncond_latents, kind)
     print(f"wrote {write_sidecar(out, record)} ({gflops:.4g} GFLOPs per sample)")
     if args.grid:
         per_class = None if args.labels else args.per_class

@@ -25,21 +25,25 @@ def network_fn(model) -> Callable[..., torch.Tensor]:
 
 def guided_call(model_fn: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...], y: torch.Tensor,
                 cond: Budget, uncond: Budget | None = None, cfg: float = 1.0, *, null_label: int | None = None,
-                upcast: bool = False) -> torch.Tensor:
-    """Classifier-free guidance u + cfg·(c − u) of model_fn(*inputs, y, budget); cfg = 1 is plain conditional.
+                upcast: bool = False, autoguide: bool = False) -> torch.Tensor:
+    """Guidance u + cfg·(c − u) of model_fn(*inputs, y, budget); cfg = 1 is plain conditional.
 
-    The conditional branch runs at `cond`, the unconditional one (null label) at `uncond` (None: `cond`).
-    Equal budgets make one batched call on the inputs repeated; different budgets make two calls.
-    `upcast` mixes in fp32."""
+    The conditional branch c runs at `cond`, the guiding one u at `uncond` (None: `cond`) on the null label
+    (classifier-free guidance; ELIT's CCFG when `uncond` is smaller) or, with `autoguide`, on the same label
+    (autoguidance: a cheaper budget of the same model guides it). Equal budgets make one batched call on the
+    inputs repeated; different budgets make two calls. `upcast` mixes in fp32."""
     if not isinstance(cond, Budget) or not (uncond is None or isinstance(uncond, Budget)):
         raise TypeError(f"guided_call takes Budgets (cond, uncond), got {cond!r}, {uncond!r}: wrap a loop count "
                         f"as Budget(loops) and pass the guidance scale as cfg=")
     if cfg == 1.0:
         out = model_fn(*inputs, y, cond)
         return out.float() if upcast else out
-    if null_label is None:
+    if autoguide:
+        null = y
+    elif null_label is None:
         raise ValueError("classifier-free guidance needs the model's null label (null_label=model.null_label)")
-    null = torch.full_like(y, null_label)
+    else:
+        null = torch.full_like(y, null_label)
     if uncond is None or uncond == cond:
         both = model_fn(*(torch.cat([a, a]) for a in inputs), torch.cat([y, null]), cond)
         c, u = (both.float() if upcast else both).chunk(2)
@@ -56,7 +60,8 @@ def guided_fn(model, cfg: float, upcast: bool = False) -> Callable[..., torch.Te
 
     def fn(*args) -> torch.Tensor:
         *inputs, y, step = args
-        return guided_call(call, tuple(inputs), y, step.cond, step.uncond, cfg, null_label=null, upcast=upcast)
+        return guided_call(call, tuple(inputs), y, step.cond, step.uncond, cfg, null_label=null, upcast=upcast,
+                           autoguide=step.guide == "autoguidance")
     return fn
 
 

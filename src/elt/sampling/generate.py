@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..budget import Budget
+from ..budget import Budget, BudgetSchedule
 from .request import SampleRequest
 
 
@@ -40,12 +40,15 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     return LoadedRun(str(run_dir), ckpt, model, cfg, build_family(cfg).sampler(model, str(run_dir)))
 
 
-def generate(sampler: Callable, labels: torch.Tensor, loops: int | Budget | list[int], steps: int, guidance: float,
-             seed: int, batch_size: int | None, precision: str, desc: str | None = None,
-             uncond: int | Budget | None = None) -> torch.Tensor:
+def generate(sampler: Callable, labels: torch.Tensor, loops: int | Budget | list[int | Budget], steps: int,
+             guidance: float, seed: int, batch_size: int | None, precision: str, desc: str | None = None,
+             uncond: int | Budget | None = None, guide: str = "cfg") -> torch.Tensor:
     """Sample with a progress bar (desc "" hides it) -> uint8 (N, H, W, C) for labels (N,); `loops` a count,
-    a Budget or one count per step; `uncond` the budget of guidance's unconditional branch (None: as `loops`)."""
+    a Budget or one per step; `uncond` the budget of the guiding branch (None: as `loops`), `guide` its label
+    ("cfg": the null label; "autoguidance": the same label)."""
     shown = f"L={loops.loops} J={loops.latents}" if isinstance(loops, Budget) else f"L={loops}"
+    if guide != "cfg":  # the label of the guiding branch travels inside the per-step schedule
+        loops, uncond = BudgetSchedule.of(loops, steps, uncond, guide), None
     with tqdm(total=len(labels), desc=desc or f"sample {shown}", unit="img", disable=desc == "") as bar:
         return sampler(SampleRequest(labels, loops, steps, guidance, uncond=uncond, seed=seed, batch_size=batch_size,
                                      precision=precision, progress=bar))

@@ -34,16 +34,16 @@ def labels_summary(labels: torch.Tensor) -> dict:
             and counts else None}
 
 
-def gflops_for_request(model: torch.nn.Module, loops: int | Budget | list[int], steps: int, guidance: float,
-                       uncond: int | Budget | None = None) -> float:
-    """Counted forward GFLOPs per sample: one loop count or Budget for every step, or one loop count per step
-    (a schedule); `uncond` the budget of guidance's unconditional branch (None: as the conditional one)."""
+def gflops_for_request(model: torch.nn.Module, loops: int | Budget | list[int | Budget], steps: int,
+                       guidance: float, uncond: int | Budget | None = None) -> float:
+    """Counted forward GFLOPs per sample: one loop count or Budget for every step, or one per step (a
+    schedule); `uncond` the budget of guidance's unconditional branch (None: as the conditional one)."""
     from ..anytime import gflops_per_sample
 
     if isinstance(loops, (int, Budget)):
         return gflops_per_sample(model, loops, steps, guidance, uncond)
-    per_loop = {L: gflops_per_sample(model, L, 1, guidance, uncond) for L in sorted(set(loops))}
-    return sum(per_loop[L] for L in loops)
+    per_budget = {L: gflops_per_sample(model, L, 1, guidance, uncond) for L in dict.fromkeys(loops)}
+    return sum(per_budget[L] for L in loops)
 
 
 def write_sidecar(npz: str | Path, record: dict) -> Path:
@@ -53,13 +53,15 @@ def write_sidecar(npz: str | Path, record: dict) -> Path:
 
 def sample_record(run_dir: str, step: int | None, loops: int | list[int], steps: int, guidance: float, seed: int,
                   labels: torch.Tensor, precision: str, batch_size: int | None, wall_seconds: float,
-                  gflops_per_sample: float, uncond_loops: int | None = None, latents: int | None = None,
-                  uncond_latents: int | None = None) -> dict:
+                  gflops_per_sample: float, uncond_loops: int | None = None,
+                  latents: int | list[int] | None = None, uncond_latents: int | None = None,
+                  guidance_kind: str | None = None) -> dict:
     """The sidecar's contents: what was asked, how long it took and what it cost. `uncond_loops`: the loop
-    count of guidance's unconditional branch (None: as `loops`); `latents` / `uncond_latents`: the latents per
-    group of the two branches (None: the model's full budget / as `latents`)."""
+    count of guidance's guiding branch (None: as `loops`); `latents` / `uncond_latents`: the latents per
+    group of the two branches (None: the model's full budget / as `latents`; one per step for a schedule);
+    `guidance_kind`: none | cfg | ccfg | autoguidance."""
     return {"run": str(run_dir), "checkpoint_step": step, "loops": loops, "uncond_loops": uncond_loops,
             "latents": latents, "uncond_latents": uncond_latents,
-            "steps": steps, "cfg": guidance,
+            "steps": steps, "cfg": guidance, "guidance": guidance_kind,
             "seed": seed, "labels": labels_summary(labels), "precision": precision, "batch_size": batch_size,
             "wall_seconds": round(wall_seconds, 3), "gflops_per_sample": gflops_per_sample}
