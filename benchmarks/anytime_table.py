@@ -2,7 +2,7 @@
 
     python benchmarks/anytime_table.py DIR/anytime.json [DIR2/anytime.json ...]
 
-One row per (run, loops, steps) with GFLOPs per sample and every metric the sweep recorded, then the
+One row per (run, loops[, latents], steps) with GFLOPs per sample and every metric the sweep recorded, then the
 real-vs-real floors and the protocol of the first run.
 """
 from __future__ import annotations
@@ -29,12 +29,15 @@ def table(paths: list[str]) -> str:
         raise SystemExit("no runs in " + ", ".join(paths))
     rows = [(run, r) for run in runs for r in run["results"]]
     cols = [c for c in COLUMNS if any(c[0] in r for _, r in rows)]
-    lines = ["| run | L | steps | GFLOPs/sample | " + " | ".join(c[1] for c in cols) + " |",
-             "|---|---|---|---|" + "---|" * len(cols)]
+    latents = any(r.get("latents") is not None for _, r in rows)  # a (loops × latents) sweep: a J column
+    lines = ["| run | L | " + ("J | " if latents else "") + "steps | GFLOPs/sample | "
+             + " | ".join(c[1] for c in cols) + " |",
+             "|---|---|" + ("---|" if latents else "") + "---|---|" + "---|" * len(cols)]
     for run, r in rows:
         mark = " (L_max)" if r["loops"] == run["trained_loops"] else ""
         cells = [fmt(r[key]) if r.get(key) is not None else "–" for key, _, fmt in cols]
-        lines.append(f"| {run['name']} | {r['loops']}{mark} | {r['steps']} | {r['gflops_per_sample']:.2f} | "
+        j = (f"{r['latents'] if r.get('latents') is not None else '–'} | " if latents else "")
+        lines.append(f"| {run['name']} | {r['loops']}{mark} | {j}{r['steps']} | {r['gflops_per_sample']:.2f} | "
                      + " | ".join(cells) + " |")
     first = rows[0][1]
     floors = {k[:-len("_real_floor")]: v for k, v in first.items() if k.endswith("_real_floor")}

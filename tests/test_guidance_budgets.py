@@ -174,3 +174,26 @@ def test_latent_flags_on_a_run_without_the_interface_are_refused(trained, tmp_pa
     _, run = trained
     assert main(["anytime", str(run), "--out", str(tmp_path / "a"), "--eval", "--latents-list", "1"]) == 2
     assert "no latent interface" in capsys.readouterr().err
+
+
+def test_pareto_claim_script_reads_fronts_and_budget_ranges(tmp_path):
+    """benchmarks/pareto_claim.py: each run's front value at every budget, and the class-consistency range."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def run(name, pts):
+        return {"name": name, "results": [{"loops": L, "latents": J, "steps": 1, "gflops_per_sample": g,
+                                           "class_consistency": c, "fd_classifier": f} for L, J, g, c, f in pts]}
+    two = run("two", [(1, 1, 1.0, 0.96, 9.0), (2, 2, 4.0, 0.99, 3.0), (4, 4, 8.0, 0.99, 4.0)])
+    one = run("one", [(1, None, 2.0, 0.9, 8.0), (4, None, 8.0, 0.97, 3.5)])
+    paths = []
+    for r in (two, one):
+        paths.append(tmp_path / f"{r['name']}.json")
+        paths[-1].write_text(json.dumps({"runs": [r]}))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "pareto_claim.py"
+    out = subprocess.run([sys.executable, str(script), *map(str, paths), "--json", str(tmp_path / "c.json")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "| 2.00 | 9.0 | 8.0 (L=1) |" in out and "| 8.00 | 3.0 | 3.5 (L=4) |" in out
+    claim = json.loads((tmp_path / "c.json").read_text())
+    assert claim["ranges"]["two"]["ratio"] == 8.0 and claim["ranges"]["one"]["ratio"] == 1.0
