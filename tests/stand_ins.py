@@ -28,3 +28,13 @@ class StandIn(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode(x)
+
+
+def load_truncated(big: nn.Module, small: nn.Module, latents: int) -> nn.Module:
+    """`small` (a model built with `latents` latents per group) with every weight of `big` (a model with a
+    latent interface), its Read queries cut to the first `latents`: what `big` at latents=J must equal."""
+    state = big.state_dict()
+    key = "latent.interface.read_layer.queries"  # (J_max, D) -> (J, D)
+    state[key] = state[key][:latents].clone()
+    small.load_state_dict(state)
+    return small

@@ -155,6 +155,34 @@ def test_bad_config_value(override, pattern, trained, tmp_path, capsys):
     assert not out.exists()  # nothing was created
 
 
+# the masked family's latent interface, on the shipped configs (7×7 token grid): config file, overrides, message
+MASKED_CONFIG_ROWS = [
+    ("mnist_masked_elit.yaml", "model.latent.window=2",
+     r"model.latent.window=2 does not tile the 7x7 token grid: pick a window that divides every side \(1, 7\)"),
+    ("mnist_masked_elit.yaml", "model.conditioning=token",
+     r"model.conditioning: token does not combine with a model.latent section .*: use model.conditioning: adaln, "
+     r"or remove model.latent"),
+    ("mnist_masked_elit.yaml", "train.min_latents=17",
+     r"train.min_latents must be in 1\.\.16 \(the model's latents per group\), got 17"),
+    ("mnist_masked.yaml", "train.min_latents=2",
+     r"train.min_latents=2 draws a latent budget per step, but the model has no latent interface: add a "
+     r"model.latent section or remove train.min_latents"),
+]
+
+
+@pytest.mark.parametrize("config,override,pattern", MASKED_CONFIG_ROWS,
+                         ids=[" ".join(r[:2]) for r in MASKED_CONFIG_ROWS])
+def test_bad_masked_latent_config_value(config, override, pattern, tmp_path, capsys):
+    import re
+
+    out = tmp_path / "new_run"
+    shipped = Path(__file__).resolve().parents[1] / "configs" / config
+    rc = main(["train", str(shipped), *override.split(" "), "--out", str(out), "--no-progress"])
+    line = one_line(capsys.readouterr().err)
+    assert rc == 2 and re.search(pattern, line), line
+    assert not out.exists()  # nothing was created
+
+
 # ---- code folders (`data.name=CODE_DIR`: pre-computed latents or tokens): nothing may be created or changed ------
 
 def _code_folder(root: Path) -> Path:

@@ -29,3 +29,13 @@ def test_ablation_differs_only_in_mode(default, variant, mode):
     assert base.train.mode == "ilsd" and other.train.mode == mode
     other.train.mode = "ilsd"
     assert other == base
+
+
+def test_masked_elit_is_the_masked_config_plus_the_latent_interface():
+    """mnist_masked_elit.yaml: mnist_masked.yaml (same tokenizer, data, schedule) with one global 7×7 window of
+    up to 16 latents (the 7×7 grid has a prime side) and a per-step latent draw; nothing else differs."""
+    base, elit = load_config(CONFIGS / "mnist_masked.yaml"), load_config(CONFIGS / "mnist_masked_elit.yaml")
+    assert base.model.latent is None and elit.latent_range == (1, 16)
+    assert elit.model.latent.window == 7 and elit.model.token_grid == (7, 7)
+    elit.model.latent, elit.train.min_latents = None, None
+    assert elit == base

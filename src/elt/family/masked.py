@@ -47,8 +47,9 @@ class MaskedFamily:
         return {"inputs": inputs[rank_slice].to(device), "y": labels.to(device), "count": share,
                 "targets": targets[rank_slice].to(device), "mask": mask[rank_slice].to(device)}
 
-    def forward(self, net, b: dict, loops: int, exits) -> list[torch.Tensor]:
-        return net(b["inputs"], b["y"], loops=loops, exits=exits)
+    def forward(self, net, b: dict, loops: int, exits, latents: int | None = None) -> list[torch.Tensor]:
+        budget = {} if latents is None else {"latents": latents}  # plain models are called as before
+        return net(b["inputs"], b["y"], loops=loops, exits=exits, **budget)
 
     def gt_loss(self, logits: torch.Tensor, b: dict) -> torch.Tensor:
         return self.process.gt_loss(logits, b["targets"], b["mask"], b["count"])

@@ -1,5 +1,9 @@
 """ELT-MaskGIT: token + position embedding -> LoopedCore(N blocks × L loops) -> adaLN logits head.
 
+With a `model.latent` section (ELIT's latent interface, `models.latent`) the core runs on latents instead:
+embedding -> head blocks -> Read -> core on G·J latents -> Write -> tail blocks -> logits head, as in the
+flow family; without it the model and its state dict are the plain ELT-MaskGIT's.
+
 Class conditioning (`model.conditioning`): "adaln" (default, as in the flow family) lets the label embedding
 modulate every block; "token" is MaskGIT's BERT-style class token, prepended to the sequence, with the blocks
 then modulated by a constant (their adaLN biases become learned LayerNorm affines and LayerScale-like gates),
@@ -19,6 +23,7 @@ from ..budget import refuse_latents
 from ..nn.embed import LabelEmbedder, sincos_nd
 from ..nn.final import FinalLayer
 from ..nn.looped import LoopedCore, check_core_settings, check_loops
+from .latent import LatentConfig, LatentPath
 
 
 @dataclass
@@ -38,6 +43,7 @@ class MaskedModelConfig:
     attn_impl: str = "auto"  # "auto" | "sdpa" | "math" (see elt.nn.attention)
     mlp_act: str = "gelu_tanh"  # "gelu_tanh" | "gelu"
     conditioning: str = "adaln"  # "adaln" (label modulates every block) | "token" (MaskGIT's class token)
+    latent: LatentConfig | None = None  # ELIT's latent interface around the core (None: plain ELT-MaskGIT)
 
     def validate(self) -> None:
         for key in ("image_size", "channels", "codebook_size", "grid", "dim", "heads", "blocks", "num_classes"):
@@ -48,6 +54,12 @@ class MaskedModelConfig:
             raise ValueError(f"model.conditioning must be 'adaln' or 'token', got {self.conditioning!r}")
         if self.dim % 4 != 0:
             raise ValueError(f"model.dim must be divisible by 4 (2-D sin-cos positions), got {self.dim}")
+        if self.latent is not None:
+            if self.conditioning == "token":  # Read's windows tile the token grid: no room for a class token
+                raise ValueError("model.conditioning: token does not combine with a model.latent section (the "
+                                 "class token is no cell of the token grid the latent windows tile): use "
+                                 "model.conditioning: adaln, or remove model.latent")
+            self.latent.validate(self.token_grid, self.dim)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -70,7 +82,10 @@ class MaskedModelConfig:
 
 
 class MaskedTransformer(nn.Module):
-    """Class-conditional ELT-MaskGIT. `forward(tokens, y, loops, exits)` -> logits over the codebook."""
+    """Class-conditional ELT-MaskGIT. `forward(tokens, y, loops, exits, latents)` -> logits over the codebook.
+
+    With a `latent` section the core runs on G·J latents between a spatial head and tail (`LatentPath`);
+    without it the model and its state dict are the plain ELT-MaskGIT's."""
 
     def __init__(self, cfg: MaskedModelConfig):
         super().__init__()
@@ -85,6 +100,9 @@ class MaskedTransformer(nn.Module):
         self.core.init_weights()
         nn.init.normal_(self.tok_embed.weight, std=0.02)
         nn.init.normal_(self.y_embed.table.weight, std=0.02)
+        if cfg.latent is not None:  # registered only with the section (and last: the plain weights draw alike)
+            self.latent = LatentPath(cfg.latent, cfg.token_grid, d, cfg.heads, cfg.mlp_ratio, cfg.qk_norm,
+                                     cfg.attn_impl, cfg.mlp_act)
 
     @property
     def null_label(self) -> int:
@@ -110,22 +128,31 @@ class MaskedTransformer(nn.Module):
         """tokens: (B, T) int64 in [0, V] (V = [MASK]), y: (B,) labels (null_label = unconditional).
 
         Returns logits (B, T, V) after `loops` loops, or, if `exits` is given, one logits tensor per exit
-        (sorted ascending), all from one forward pass through the core. `latents` must stay None: this
-        model has no latent interface.
+        (sorted ascending), all from one forward pass through the core. `latents`: latents per group J
+        (None: J_max) for a model with a latent interface; must stay None without one.
         """
         cfg = self.cfg
         if tokens.dim() != 2 or tokens.shape[1] != cfg.tokens:
             grid = "x".join(map(str, cfg.token_grid))
             raise ValueError(f"expected token ids of shape (B, {cfg.tokens}) (a {grid} grid, flattened), "
                              f"got {tuple(tokens.shape)}")
-        refuse_latents(latents)
+        path = getattr(self, "latent", None)
+        if path is None:
+            refuse_latents(latents)
+        else:
+            latents = path.check_latents(latents)
         want = check_loops(loops, exits)
         h = self.tok_embed(tokens) + self.pos  # (B, T, D)
         c = self.y_embed(y)  # (B, D)
         if cfg.conditioning == "token":  # class token first; blocks and head see a constant condition
             h = torch.cat([c[:, None], h], 1)  # (B, 1 + T, D)
             c = torch.zeros_like(c)
-        states = self.core(h, c, loops, want)
+        if path is None:
+            states = self.core(h, c, loops, want)
+        else:  # adaLN conditioning only (validated)
+            h, lat = path.enter(h, c, latents)  # (B, T, D) head output, (B, G·J, D)
+            mods = path.tail_mods(c)
+            states = [path.leave(h, s, mods) for s in self.core(lat, c, loops, want)]  # each (B, T, D)
         if cfg.conditioning == "token":
             states = [s[:, 1:] for s in states]  # drop the class token: (B, T, D)
         outs = [self.head(s, c) for s in states]  # each (B, T, V)
