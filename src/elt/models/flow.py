@@ -190,8 +190,6 @@ class FlowTransformer(nn.Module):
         if path is None:
             states = self.core(h, c, loops, want)  # each (B, T, D)
         else:
-            h, lat = path.enter(h, c, latents)  # (B, T, D) head output, (B, G·J, D)
-            mods = path.tail_mods(c)
-            states = [path.leave(h, s, mods) for s in self.core(lat, c, loops, want)]  # each (B, T, D)
+            states = path.around(self.core, h, c, loops, want, latents)  # each (B, T, D)
         outs = [self.patches.unpatchify(self.final(s, c)) for s in states]  # each (B, *sample_shape)
         return outs if exits is not None else outs[0]

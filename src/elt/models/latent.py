@@ -101,6 +101,13 @@ class LatentPath(nn.Module):
         """The tail blocks' modulations, computed once and shared by every exit."""
         return [blk.modulation(c) for blk in self.tail]
 
+    def around(self, core, h: torch.Tensor, c: torch.Tensor, loops: int, want, latents: int) -> list[torch.Tensor]:
+        """The looped `core` run on latents: head, Read, core (to the exits `want`), then Write and tail per
+        exit. h: (B, N, D) embedded tokens, c: (B, D) -> one (B, N, D) token state per exit."""
+        h, lat = self.enter(h, c, latents)  # (B, N, D) head output, (B, G·J, D)
+        mods = self.tail_mods(c)
+        return [self.leave(h, s, mods) for s in core(lat, c, loops, want)]
+
     def leave(self, h: torch.Tensor, lat: torch.Tensor, mods: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
         # h: (B, N, D) head output, lat: (B, G·J, D) one core state -> (B, N, D)
         s = self.interface.write(h, lat)

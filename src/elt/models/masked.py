@@ -150,9 +150,7 @@ class MaskedTransformer(nn.Module):
         if path is None:
             states = self.core(h, c, loops, want)
         else:  # adaLN conditioning only (validated)
-            h, lat = path.enter(h, c, latents)  # (B, T, D) head output, (B, G·J, D)
-            mods = path.tail_mods(c)
-            states = [path.leave(h, s, mods) for s in self.core(lat, c, loops, want)]  # each (B, T, D)
+            states = path.around(self.core, h, c, loops, want, latents)  # each (B, T, D)
         if cfg.conditioning == "token":
             states = [s[:, 1:] for s in states]  # drop the class token: (B, T, D)
         outs = [self.head(s, c) for s in states]  # each (B, T, V)
