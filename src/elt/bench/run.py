@@ -219,8 +219,9 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda m: print(m
     log("building models, counting FLOPs, probing memory ...")
     contestants, skipped = build_contestants(cfg, device, peer=opts.peer, latents=opts.latents, versus=versus,
                                              versus_name=opts.versus)
-    s["keys"], s["latents"] = [c.key for c in contestants], [c.latents or cfg.j_max for c in contestants
-                                                              if c.key.startswith("elt")] if cfg.j_max else None
+    s["keys"] = [c.key for c in contestants]  # the interleaving order
+    if cfg.j_max is not None:  # the latent budgets of the config's ELT rows
+        s["latents"] = [c.latents or cfg.j_max for c in contestants if c.key.startswith("elt")]
     if skipped:
         log(f"peer skipped: {skipped}")
     info = {c.key: _static_info(c, cfg, s, device, amp) for c in contestants}
@@ -248,6 +249,9 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda m: print(m
                         "Trainer.train_step without data loading and EMA; baseline and peer: ground-truth "
                         "flow-matching loss",
                         "FLOPs: matmuls only, 2·m·n·k; GFLOP/s from counted FLOPs and the median time",
+                        "latent interface: the forward runs at the row's J (J_max unless --latents); training steps "
+                        "draw J̃ from (seed, step) as the trainer does (a --latents row trains at J̃ = J), and their "
+                        "analytic FLOPs are those of step 0's draw",
                         "memory: own tensors (weights, inputs, AdamW state for training) + peak allocation during "
                         "one eager call; process_max_rss_bytes is the whole process's resident high-water mark"]}
     print(format_report(result))
