@@ -128,6 +128,24 @@ CONFIG_ROWS = [
     ("model.latent.windw=2", r"unknown config key 'model.latent.windw': did you mean 'window'\?"),
     ("train.min_latents=2", r"train.min_latents=2 draws a latent budget per step, but the model has no latent "
                             r"interface: add a model.latent section or remove train.min_latents"),
+    ("train.max_latents=2", r"train.max_latents=2 caps the latent budget drawn per step, but the model has no "
+                            r"latent interface: add a model.latent section or remove train.max_latents"),
+    ("model.latent.window=2 train.min_latents=3 train.max_latents=2",
+     r"train.min_latents=3 exceeds train.max_latents=2: the draw is U\{min_latents..max_latents\}; lower "
+     r"min_latents or raise max_latents"),
+    ("model.latent.window=2 train.max_latents=5", r"train.max_latents must be in 1\.\.4 \(the model's latents per "
+                                                  r"group\), got 5"),
+    ("model.latent.window=2 train.max_latents=0", r"train.max_latents must be in 1\.\.4"),
+    ("model.latent.window=2 train.latent_teacher=half", r"train.latent_teacher must be one of \('same', 'full'\) "
+                                                        r"\(same: the teacher runs at the step's latent budget"),
+    ("train.latent_teacher=full", r"train.latent_teacher=full runs the teacher at the full latent budget, but the "
+                                  r"model has no latent interface: add a model.latent section or set "
+                                  r"train.latent_teacher=same"),
+    ("model.latent.window=2 train.mode=vanilla train.latent_teacher=full",
+     r"train.latent_teacher=full needs ILSD's teacher, but train.mode=vanilla has none: set train.mode=ilsd or "
+     r"train.latent_teacher=same"),
+    ("model.latent.window=2 train.mode=baseline train.latent_teacher=full",
+     r"train.latent_teacher=full needs ILSD's teacher, but train.mode=baseline has none"),
     ("model.latent.window=2 train.min_latents=0", r"train.min_latents must be in 1\.\.4 \(the model's latents per "
                                                   r"group\), got 0"),
     ("model.latent.window=2 train.min_latents=5", r"train.min_latents must be in 1\.\.4 .*got 5"),

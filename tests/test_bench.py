@@ -93,6 +93,34 @@ def test_baseline_config_benches_its_looped_counterpart(tiny_cfg_dict, tmp_path)
     assert [g["batch"] for g in r["forward"]] == [3]
 
 
+def test_a_latent_config_benches_its_budgets_against_another_config(tiny_cfg_dict, tiny_yaml, tmp_path):
+    """--latents J times the model at J beside J_max, --versus CONFIG another config's model; all interleaved."""
+    d = tiny_cfg_dict()
+    d["model"] |= {"patch": 2, "latent": {"window": 2, "latents_per_group": 4}}
+    path = tmp_path / "latent.yaml"
+    path.write_text(yaml.safe_dump(d))
+    r = _bench(path, tmp_path / "l.json", "--no-peer", "--latents", "4", "1", "--versus", str(tiny_yaml))
+    keys = ["elt", "elt_j1", "versus", "baseline"]
+    assert list(r["models"]) == keys and r["protocol"]["latents"] == [4, 1]
+    assert r["protocol"]["versus"] == str(tiny_yaml) and r["protocol"]["order"].endswith(", ".join(keys))
+    m = r["models"]
+    assert m["elt"]["label"].endswith("J=4") and m["elt_j1"]["label"].endswith("J=1")
+    assert m["versus"]["params"] < m["elt"]["params"]  # no head, tail, Read or Write
+    for key in keys:
+        f = m[key]["flops_per_sample"]
+        assert f["forward_counted"] == f["forward_analytic"], key  # the latent path's count is exact
+        assert f["train_counted"] == pytest.approx(f["train_analytic_3x_forward"], rel=0.1), key
+    assert m["elt_j1"]["flops_per_sample"]["forward_analytic"] < m["elt"]["flops_per_sample"]["forward_analytic"]
+    for g in [*r["forward"], r["train"]]:
+        assert list(g["models"]) == keys
+        assert {"elt/versus", "elt_j1/versus", "elt/elt_j1", "elt/baseline"} <= set(g["time_ratios"])
+    with pytest.raises(ConfigError, match=r"--latents values must be in 1\.\.4 \(the model's latents per group\)"):
+        run_bench(BenchOptions(str(path), latents=[5], smoke=True, peer=False))
+    with pytest.raises(ConfigError, match="the config has no latent interface: add a model.latent section or drop "
+                                          "--latents"):
+        run_bench(BenchOptions(str(tiny_yaml), latents=[1], smoke=True, peer=False))
+
+
 @pytest.mark.parametrize("flags, match", [(["--batch", "0"], "--batch"), (["--batch", "2", "-1"], "--batch"),
                                           (["--reps", "0"], "--reps"), (["--train-batch", "0"], "--train-batch")])
 def test_bad_flags_are_clear_errors(tiny_yaml, flags, match, capsys):

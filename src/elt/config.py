@@ -21,6 +21,7 @@ from .schema import build, field_hints, section_choices
 from .tokenizers.config import TokenizerConfig
 
 FAMILIES = ("flow", "masked")
+LATENT_TEACHERS = ("same", "full")  # train.latent_teacher: the ILSD teacher's latent budget (J̃ or J_max)
 MASKED_SAMPLE_KEYS = ("temp_bias", "temp_scale", "choice_temperature")
 
 SEED_MAX = 2**31 - 1  # seeds are mixed with the step as (seed·1000003 + step)·7: this keeps that in int64
@@ -61,7 +62,9 @@ class TrainConfig:
     ema_decay: float = 0.999
     ema_warmup: bool = True  # decay min(ema_decay, (1+step)/(10+step))
     label_dropout: float = 0.1
-    min_latents: int | None = None  # with model.latent: J̃ ~ U{min_latents..J_max} per step (None: 1); else unset
+    min_latents: int | None = None  # with model.latent: J̃ ~ U{min_latents..max_latents} per step (None: 1); else unset
+    max_latents: int | None = None  # with model.latent: the draw's upper end (None: J_max); else unset
+    latent_teacher: str = "same"  # ILSD with model.latent: teacher at J̃ ("same", one forward) or J_max ("full")
     precision: str = "bf16"  # "bf16" autocast | "fp32"
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda"
@@ -125,8 +128,15 @@ class Config:
         latent = getattr(self.model, "latent", None)
         if latent is None:
             return None
-        j_max = latent.j_max(self.model.token_grid)
-        return (1 if self.train.min_latents is None else self.train.min_latents), j_max
+        t = self.train
+        j_max = latent.j_max(self.model.token_grid) if t.max_latents is None else t.max_latents
+        return (1 if t.min_latents is None else t.min_latents), j_max
+
+    @property
+    def j_max(self) -> int | None:
+        """The model's latents per group at the full budget, or None without a latent interface."""
+        latent = getattr(self.model, "latent", None)
+        return None if latent is None else latent.j_max(self.model.token_grid)
 
     def validate(self) -> "Config":
         t = self.train
@@ -196,15 +206,34 @@ class Config:
         return self
 
     def _validate_latents(self) -> None:
-        j = self.train.min_latents
-        if j is None:
-            return
-        if getattr(self.model, "latent", None) is None:
-            raise ConfigError(f"train.min_latents={j} draws a latent budget per step, but the model has no latent "
-                              f"interface: add a model.latent section or remove train.min_latents")
-        j_max = self.latent_range[1]
-        if not 1 <= j <= j_max:
-            raise ConfigError(f"train.min_latents must be in 1..{j_max} (the model's latents per group), got {j}")
+        t = self.train
+        if t.latent_teacher not in LATENT_TEACHERS:
+            raise ConfigError(f"train.latent_teacher must be one of {LATENT_TEACHERS} (same: the teacher runs at the "
+                              f"step's latent budget; full: at J_max in a second forward), got {t.latent_teacher!r}")
+        j_max = self.j_max
+        if t.latent_teacher == "full":
+            if j_max is None:
+                raise ConfigError("train.latent_teacher=full runs the teacher at the full latent budget, but the "
+                                  "model has no latent interface: add a model.latent section or set "
+                                  "train.latent_teacher=same")
+            if t.mode != "ilsd":
+                raise ConfigError(f"train.latent_teacher=full needs ILSD's teacher, but train.mode={t.mode} has "
+                                  f"none: set train.mode=ilsd or train.latent_teacher=same")
+        for key in ("min_latents", "max_latents"):
+            j = getattr(t, key)
+            if j is None:
+                continue
+            if j_max is None:
+                what = "draws a latent budget per step" if key == "min_latents" else "caps the latent budget drawn " \
+                                                                                    "per step"
+                raise ConfigError(f"train.{key}={j} {what}, but the model has no latent interface: add a "
+                                  f"model.latent section or remove train.{key}")
+            if not 1 <= j <= j_max:
+                raise ConfigError(f"train.{key} must be in 1..{j_max} (the model's latents per group), got {j}")
+        if j_max is not None and t.min_latents is not None and t.max_latents is not None \
+                and t.min_latents > t.max_latents:
+            raise ConfigError(f"train.min_latents={t.min_latents} exceeds train.max_latents={t.max_latents}: the "
+                              f"draw is U{{min_latents..max_latents}}; lower min_latents or raise max_latents")
 
     def _validate_masked(self) -> None:
         m, tok = self.model, self.tokenizer

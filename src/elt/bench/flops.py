@@ -7,6 +7,8 @@ FlopCounterMode does.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -29,27 +31,57 @@ class Arch:
     t_mlp_evals: int  # timestep MLPs evaluated (freq_dim -> D -> D)
     final_exits: int = 1  # final layers evaluated (adaLN D -> 2D, then D -> P per token)
     freq_dim: int = 256
+    # ELIT's latent interface (groups = 0: none, the core runs on the T tokens)
+    groups: int = 0  # G windows of w = T / G tokens
+    latents: int = 0  # J latents per group: the core runs on G·J latents
+    head_blocks: int = 0  # spatial blocks on T tokens before Read (once)
+    tail_blocks: int = 0  # spatial blocks on T tokens after Write (once per exit)
+    rw_hidden: int = 0  # hidden width of the Read / Write MLPs
+
+
+def _block(n: int, D: int, H: int) -> int:
+    """One transformer block on n tokens: QKV + output projection, MLP up + down, QKᵀ and AV over heads."""
+    return 2 * n * D * 3 * D + 2 * n * D * D + 2 * 2 * n * D * H + 2 * 2 * n * n * D
 
 
 def analytic_forward_flops(a: Arch) -> int:
     """Matmul FLOPs of one forward pass, per sample."""
     T, D, H, P = a.tokens, a.dim, a.mlp_hidden, a.patch_dim
-    block = 2 * T * D * 3 * D + 2 * T * D * D  # QKV + output projection
-    block += 2 * 2 * T * D * H  # MLP up + down
-    block += 2 * 2 * T * T * D  # QKᵀ and AV, summed over heads
     total = 2 * T * P * D  # patch embedding
     total += a.t_mlp_evals * (2 * a.freq_dim * D + 2 * D * D)
     total += a.ada_evals * 2 * D * 6 * D
-    total += a.block_calls * block
     total += a.final_exits * (2 * D * 2 * D + 2 * T * D * P)
-    return total
+    if not a.groups:
+        return total + a.block_calls * _block(T, D, H)
+    K, w, R = a.groups * a.latents, T // a.groups, a.rw_hidden  # core tokens, window, Read/Write MLP width
+    # cross-attention of q queries on k keys in windows: q and output projections on q, kv projection on k,
+    # QKᵀ and AV of every query on its window's keys (G·J·w products each way)
+    cross = lambda q, k: 2 * q * D * D * 2 + 2 * k * D * 2 * D + 2 * 2 * K * w * D  # noqa: E731
+    read = cross(K, T) + 2 * 2 * K * D * R  # latents read their window, then the MLP on the latents
+    write = cross(T, K) + 2 * 2 * T * D * R  # tokens read their group's latents, then the MLP on the tokens
+    total += a.head_blocks * _block(T, D, H) + read + a.block_calls * _block(K, D, H)
+    return total + a.final_exits * (write + a.tail_blocks * _block(T, D, H))
 
 
-def flow_arch(model_cfg, blocks: int, loops: int, exits: int = 1) -> Arch:
-    """Arch of elt's FlowTransformer: modulations once per unique block, reused by every loop."""
+def flow_arch(model_cfg, blocks: int, loops: int, exits: int = 1, latents: int | None = None) -> Arch:
+    """Arch of elt's FlowTransformer: modulations once per unique block, reused by every loop. With a latent
+    interface (`model_cfg.latent`), the core runs on G·J latents (`latents` = J; None: J_max) between the
+    head and the per-exit Write + tail."""
     c = model_cfg
-    return Arch(tokens=c.num_tokens, dim=c.dim, mlp_hidden=int(c.dim * c.mlp_ratio), patch_dim=c.patch_dim,
+    arch = Arch(tokens=c.num_tokens, dim=c.dim, mlp_hidden=int(c.dim * c.mlp_ratio), patch_dim=c.patch_dim,
                 block_calls=blocks * loops, ada_evals=blocks, t_mlp_evals=1, final_exits=exits)
+    lat = getattr(c, "latent", None)
+    if lat is None:
+        if latents is not None:
+            raise ValueError(f"latents={latents} for a model without a latent interface")
+        return arch
+    from ..nn.latent import window_counts
+
+    groups = math.prod(window_counts(c.token_grid, lat.window_for(c.token_grid)))
+    return dataclasses.replace(
+        arch, ada_evals=blocks + lat.head_blocks + lat.tail_blocks + 1,  # + Read's modulation (Write has none)
+        groups=groups, latents=lat.j_max(c.token_grid) if latents is None else latents,
+        head_blocks=lat.head_blocks, tail_blocks=lat.tail_blocks, rw_hidden=max(1, int(c.dim * lat.mlp_ratio)))
 
 
 def dit_arch(model_cfg, layers: int) -> Arch:

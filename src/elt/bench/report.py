@@ -32,7 +32,9 @@ def _timing_rows(group: dict, models: dict, mem_key: str) -> list[list[str]]:
 def format_report(r: dict) -> str:
     p, models, peaks = r["protocol"], r["models"], r["matmul_peak"]
     used = peaks["used"]
-    out = [f"elt bench {p['config']} {' '.join(p['overrides'])}".rstrip(),
+    flags = (f" --latents {' '.join(map(str, p['latents']))}" if p.get("latents") else "") \
+        + (f" --versus {p['versus']}" if p.get("versus") else "")
+    out = [f"elt bench {p['config']} {' '.join(p['overrides'])}".rstrip() + flags,
            f"device {p['device']} ({p['device_name']}), {p['threads']} threads, precision {p['precision']}"
            f"{' (autocast)' if p['autocast'] else ''}, torch {p['torch']}, compile {p['compile']}, "
            f"median of {p['reps']} interleaved reps after {p['warmup_reps']} warm-up",

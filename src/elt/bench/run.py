@@ -24,15 +24,14 @@ from .flops import analytic_forward_flops, count_flops, matmul_peak
 from .memory import peak_call_bytes, process_max_rss_bytes
 from .report import format_report
 from .timing import interleaved, per_rep_ratios, summarize
-from .workloads import (Contestant, autocast_factory, build_contestants, forward_step, own_tensors, sample_inputs,
-                        student_loop_counts, train_inputs, train_step)
+from .workloads import (Contestant, autocast_factory, build_contestants, check_latent_budgets, forward_step,
+                        own_tensors, sample_inputs, student_loop_counts, train_inputs, train_step)
 
 DEFAULT_BATCHES = (1, 8, 64)  # forward: one image, a small and a large sampling batch
 DEFAULT_REPS, DEFAULT_WARMUP = 7, 2
 MIN_REP_S = 0.05  # a timed rep repeats a call until it lasts this long (short forwards are too noisy alone)
 COUNT_BATCH = 2  # FLOPs are counted at this batch and divided by it (they are linear in the batch)
 SMOKE = {"batches": (1, 2), "train_batch": 2, "reps": 2, "warmup": 1, "min_rep_s": 0.0, "peak_n": 512, "peak_reps": 2}
-RATIOS = (("elt", "baseline"), ("elt", "peer"), ("baseline", "peer"))
 
 
 @dataclass
@@ -52,6 +51,8 @@ class BenchOptions:
     peer: bool = True
     json_path: str | None = None
     smoke: bool = False
+    latents: list[int] | None = None  # also time the ELT model at these latent budgets (latent configs only)
+    versus: str | None = None  # also time the ELT model of this config (e.g. the same model without latents)
 
 
 def _check(opts: BenchOptions) -> None:
@@ -105,7 +106,8 @@ def _protocol(opts: BenchOptions, cfg, s: dict, device: torch.device) -> dict:
             "interop_threads": torch.get_num_interop_threads(), "precision": s["precision"],
             "autocast": s["precision"] == "bf16", "compile": opts.compile, "forward_batches": s["batches"],
             "train_batch": s["train_batch"], "reps": s["reps"], "warmup_reps": s["warmup"],
-            "min_rep_s": s["min_rep_s"], "order": "interleaved per rep: elt, baseline, peer",
+            "min_rep_s": s["min_rep_s"], "order": "interleaved per rep: " + ", ".join(s.get("keys", ())),
+            "latents": s.get("latents"), "versus": opts.versus,
             "statistic": "median over reps; spread min/max and q1/q3; ratios per rep, then median",
             "flops_counted_at_batch": COUNT_BATCH, "smoke": opts.smoke, "model": dataclasses.asdict(cfg.model),
             "train_mode": cfg.train.mode, "train_loops": cfg.train.loops, "objective": cfg.objective.kind,
@@ -180,8 +182,9 @@ def _group(timings: dict, contestants: list[Contestant], batch: int, flops_key: 
         models[c.key] = {"s_per_call": summarize(t.times), "samples_per_s": summarize([batch / x for x in t.times]),
                          "gflops_counted": gflops, "share_of_peak": gflops / peak, "inner_calls_per_rep": t.inner,
                          "times_s": t.times}
+    keys = [c.key for c in contestants]  # every pair in contestant order: elt, [elt_jJ …, versus,] baseline, peer
     ratios = {f"{a}/{b}": summarize(per_rep_ratios(timings[a].times, timings[b].times))
-              for a, b in RATIOS if a in timings and b in timings}
+              for i, a in enumerate(keys) for b in keys[i + 1:]}
     return {"batch": batch, "models": models, "time_ratios": ratios}
 
 
@@ -197,6 +200,12 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda m: print(m
     if cfg.family != "flow":
         raise ConfigError(f"elt bench measures the flow family (its peer is diffusers' DiT); {opts.config} is a "
                           f"{cfg.family!r} config: time masked sampling with `elt sample`, which reports seconds")
+    check_latent_budgets(cfg, opts.latents)  # before the benchmark runs
+    versus = None
+    if opts.versus is not None:
+        versus = load_config(opts.versus)
+        if versus.family != "flow":
+            raise ConfigError(f"--versus {opts.versus} is a {versus.family!r} config: elt bench measures flow models")
     s = _settings(opts, cfg)
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -208,7 +217,11 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda m: print(m
     peaks = {name: matmul_peak(device, dt, n=s["peak_n"], reps=s["peak_reps"], max_n=max_n)
              for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     log("building models, counting FLOPs, probing memory ...")
-    contestants, skipped = build_contestants(cfg, device, peer=opts.peer)
+    contestants, skipped = build_contestants(cfg, device, peer=opts.peer, latents=opts.latents, versus=versus,
+                                             versus_name=opts.versus)
+    s["keys"] = [c.key for c in contestants]  # the interleaving order
+    if cfg.j_max is not None:  # the latent budgets of the config's ELT rows
+        s["latents"] = [c.latents or cfg.j_max for c in contestants if c.key.startswith("elt")]
     if skipped:
         log(f"peer skipped: {skipped}")
     info = {c.key: _static_info(c, cfg, s, device, amp) for c in contestants}
@@ -236,6 +249,9 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda m: print(m
                         "Trainer.train_step without data loading and EMA; baseline and peer: ground-truth "
                         "flow-matching loss",
                         "FLOPs: matmuls only, 2·m·n·k; GFLOP/s from counted FLOPs and the median time",
+                        "latent interface: the forward runs at the row's J (J_max unless --latents); training steps "
+                        "draw J̃ from (seed, step) as the trainer does (a --latents row trains at J̃ = J), and their "
+                        "analytic FLOPs are those of step 0's draw",
                         "memory: own tensors (weights, inputs, AdamW state for training) + peak allocation during "
                         "one eager call; process_max_rss_bytes is the whole process's resident high-water mark"]}
     print(format_report(result))

@@ -16,6 +16,11 @@ def add_parser(sub) -> None:
     b.add_argument("--compile", action="store_true", help="time torch.compile'd models (compile time reported apart)")
     b.add_argument("--threads", type=int, help="torch CPU threads (default: PyTorch's choice)")
     b.add_argument("--no-peer", action="store_true", help="skip the diffusers DiT peer")
+    b.add_argument("--latents", type=int, nargs="+", metavar="J",
+                   help="also time the ELT model at these latent budgets J (configs with model.latent; J_max is "
+                   "always timed), e.g. --latents 1")
+    b.add_argument("--versus", metavar="CONFIG", help="also time the ELT model of this config, interleaved "
+                   "(e.g. configs/mnist_flow.yaml against configs/mnist_flow_elit.yaml)")
     b.add_argument("--json", help="also write every number and the protocol to this file")
     b.add_argument("--smoke", action="store_true", help="tiny batches and reps: runs in seconds (for tests)")
     b.set_defaults(func=run)
@@ -27,4 +32,4 @@ def run(args) -> None:
     run_bench(BenchOptions(config=args.config, overrides=list(args.overrides), batches=args.batch,
                            train_batch=args.train_batch, reps=args.reps, warmup=args.warmup, precision=args.precision,
                            device=args.device, compile=args.compile, threads=args.threads, peer=not args.no_peer,
-                           json_path=args.json, smoke=args.smoke))
+                           json_path=args.json, smoke=args.smoke, latents=args.latents, versus=args.versus))

@@ -38,6 +38,12 @@ class FlowFamily:
         budget = {} if latents is None else {"latents": latents}  # plain models are called as before
         return net(b["x_t"], b["t"], b["y"], loops=loops, exits=exits, **budget)
 
+    def forward_flops(self, loops: int, exits, latents: int | None = None) -> int:
+        """Analytic matmul FLOPs per sample of one `forward` call to `exits` at `latents` (None: J_max)."""
+        from ..bench.flops import analytic_forward_flops, flow_arch
+
+        return analytic_forward_flops(flow_arch(self.cfg.model, self.cfg.model_blocks, loops, len(exits), latents))
+
     def gt_loss(self, pred: torch.Tensor, b: dict) -> torch.Tensor:
         return self.process.gt_loss(pred, b["target"], b["weight"])
 

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from ..objectives.ilsd import ilsd_lambda
 from . import schedule
+from .step import step_gflops
 
 
 class StopRequest:
@@ -34,6 +35,18 @@ class StopRequest:
     def restore(self) -> None:
         for sig, handler in self.old.items():
             signal.signal(sig, handler)
+
+
+def step_columns(family, plan) -> dict:
+    """The logged step's latent budget J̃ (models with a latent interface; `teacher_latents` too under
+    latent_teacher=full) and its analytic forward GFLOPs per sample (families with an analytic count)."""
+    if plan is None:
+        return {}
+    out = {} if plan.latents is None else {"latents": plan.latents}
+    if plan.teacher_latents is not None:
+        out["teacher_latents"] = plan.teacher_latents
+    gflops = step_gflops(family, plan)
+    return out if gflops is None else {**out, "fwd_gflops": gflops}
 
 
 def fit(trainer) -> dict:
@@ -67,6 +80,7 @@ def fit(trainer) -> dict:
                         "lr": schedule.learning_rate(trainer.step - 1, trainer.cfg), "grad_norm": res.grad_norm,
                         "img_per_s": window_n / (now - window_t), "elapsed_min": trainer.elapsed / 60}
                 window_t, window_n = now, 0
+                last |= step_columns(trainer.family, res.plan)
                 if trainer.log is not None:
                     trainer.log.row(last)
                 bar.set_postfix(loss=f"{last['loss']:.4f}", img_s=f"{last['img_per_s']:.0f}")

@@ -2,8 +2,9 @@
 
     L = GT(teacher @ L_max) + λ·GT(student @ L_int) + (1 - λ)·Dist(student, stopgrad(teacher))
 
-`plan_step` decides what step s does (loop count, exits, L_int, λ) from (train config, s) alone, so every
-rank and a resumed run agree; `compute_loss` runs the family's network once and composes the loss;
+`plan_step` decides what step s does (loop count, exits, L_int, λ, latent budgets) from (train config, s) alone,
+so every rank and a resumed run agree; `compute_loss` runs the family's network once (twice for the
+`latent_teacher=full` ablation: student at (L_int, J̃), teacher at (L_max, J_max)) and composes the loss;
 `check_step` reads the loss, the gradient norm and the weight norms to the host in ONE transfer and stops
 a step that went wrong before anything can save it.
 """
@@ -27,19 +28,36 @@ class StepPlan:
     exits: tuple[int, ...]  # loop exits returned: (L_int, L_max) for ILSD, (loops,) otherwise
     l_int: int | None  # the student's loop count (ILSD only)
     lam: float | None  # λ of the curriculum (ILSD only)
-    latents: int | None = None  # J̃, latents per group of the whole step (models with a latent interface only)
+    latents: int | None = None  # J̃, latents per group of the step (the student's; models with a latent interface)
+    teacher_latents: int | None = None  # the teacher's J in a second forward (latent_teacher=full, J̃ < J_max);
+    # None: the teacher shares the student's forward at J̃
+
+    @property
+    def calls(self) -> list[tuple[int, tuple[int, ...], int | None]]:
+        """The step's network calls as (loops, exits, latents): one to all exits, or, when the teacher runs
+        at its own latent budget, the student's (L_int, (L_int,), J̃) then the teacher's (L_max, (L_max,), J)."""
+        if self.teacher_latents is None:
+            return [(self.loops, self.exits, self.latents)]
+        return [(self.l_int, (self.l_int,), self.latents), (self.loops, (self.loops,), self.teacher_latents)]
 
 
-def plan_step(t, step: int, latent_range: tuple[int, int] | None = None) -> StepPlan:
-    """The plan of step `step` for a TrainConfig `t` (mode, loops, min_loops, seed, steps, lambda_decay);
-    `latent_range` (J_min, J_max) of a latent model (`Config.latent_range`) adds the step's J̃, drawn from
-    (seed, step) on its own stream, so the loop draw is the same with or without it."""
+def plan_step(t, step: int, latent_range: tuple[int, int] | None = None, full_latents: int | None = None
+              ) -> StepPlan:
+    """The plan of step `step` for a TrainConfig `t` (mode, loops, min_loops, seed, steps, lambda_decay,
+    latent_teacher); `latent_range` (J_min, J_max of the draw; `Config.latent_range`) of a latent model adds
+    the step's J̃, drawn from (seed, step) on its own stream, so the loop draw is the same with or without it.
+    `full_latents` (the model's J_max; None: the draw's J_max) is the teacher's budget under
+    latent_teacher=full, which gets a second forward only when J̃ < J_max."""
     loops = 1 if t.mode == "baseline" else t.loops
     latents = None if latent_range is None else draw_latents(t.seed, step, *latent_range)
     if t.mode != "ilsd":
         return StepPlan(loops, (loops,), None, None, latents)
     l_int = draw_student_loops(t.seed, step, t.min_loops, loops)
-    return StepPlan(loops, (l_int, loops), l_int, ilsd_lambda(step, t.steps, t.lambda_decay), latents)
+    teacher = None
+    if getattr(t, "latent_teacher", "same") == "full" and latents is not None:
+        j_max = latent_range[1] if full_latents is None else full_latents
+        teacher = j_max if latents < j_max else None  # at J̃ = J_max one forward serves both
+    return StepPlan(loops, (l_int, loops), l_int, ilsd_lambda(step, t.steps, t.lambda_decay), latents, teacher)
 
 
 def compute_loss(family, net, batch: dict, plan: StepPlan,
@@ -48,16 +66,29 @@ def compute_loss(family, net, batch: dict, plan: StepPlan,
 
     `family` gives forward(net, batch, loops, exits[, latents]) -> [pred per exit], gt_loss(pred, batch) and
     dist_loss(student, teacher, batch); `latents` is passed only when the plan has a latent budget, so student
-    and teacher both run at J̃."""
-    budget = {} if plan.latents is None else {"latents": plan.latents}
+    and teacher both run at J̃ in one forward, unless `plan.teacher_latents` is set: then the student runs to
+    L_int at J̃ and the teacher to L_max at teacher_latents in a second forward (both keep their gradients;
+    the distillation target is detached in `ilsd_loss` as always)."""
+    preds = []  # one prediction per exit: [pred], or [student, teacher]
     with amp if amp is not None else contextlib.nullcontext():
-        preds = family.forward(net, batch, plan.loops, plan.exits, **budget)
+        for loops, exits, latents in plan.calls:
+            budget = {} if latents is None else {"latents": latents}  # plain models are called as before
+            preds += family.forward(net, batch, loops, exits, **budget)
     gt = lambda p: family.gt_loss(p, batch)  # noqa: E731
     if plan.l_int is None:
         loss = gt(preds[0])
         return loss, {"gt_teacher": loss.detach()}
     dist = lambda s, te: family.dist_loss(s, te, batch)  # noqa: E731
     return ilsd_loss(preds[0], preds[1], plan.lam, gt, dist)
+
+
+def step_gflops(family, plan: StepPlan) -> float | None:
+    """Analytic forward GFLOPs per sample of the plan's network calls (at their loops, exits and latents), or
+    None for a family without an analytic count (`family.forward_flops`)."""
+    count = getattr(family, "forward_flops", None)
+    if count is None:
+        return None
+    return sum(count(loops, exits, latents) for loops, exits, latents in plan.calls) / 1e9
 
 
 def clip_gradients(params: list[torch.Tensor], grad_clip: float) -> torch.Tensor:
@@ -113,6 +144,7 @@ class StepResult:
     lam: float | None
     grad_norm: float
     loss_tensor: torch.Tensor | None = None  # () detached, for the all-reduced log value
+    plan: StepPlan | None = None  # what the step computed (its latent budgets, for the log)
     _parts: dict | None = field(default=None, repr=False)
 
     @property

@@ -112,7 +112,7 @@ class Trainer:
         """One optimizer step. Reads the host once (the step guard); the loss terms stay on the device."""
         cfg, t = self.cfg, self.cfg.train
         batch = self._next_batch(step)
-        plan = plan_step(t, step, cfg.latent_range)
+        plan = plan_step(t, step, cfg.latent_range, cfg.j_max)
         loss, parts = compute_loss(self.family, self.net, batch, plan, autocast(self.dist.device, t.precision))
         lr = schedule.learning_rate(step, cfg)
         for group in self.opt.param_groups:
@@ -125,7 +125,7 @@ class Trainer:
         self.opt.step()
         health = check_step(step, loss, gn, before, weight_norm(params), lr)  # raises before the EMA sees it
         self.ema.update(self.model, step)
-        return StepResult(health.loss, parts, plan.l_int, plan.lam, health.grad_norm, loss.detach())
+        return StepResult(health.loss, parts, plan.l_int, plan.lam, health.grad_norm, loss.detach(), plan)
 
     # ---- loop --------------------------------------------------------------------------------------------
     def fit(self) -> dict:
