@@ -39,3 +39,16 @@ def test_masked_elit_is_the_masked_config_plus_the_latent_interface():
     assert elit.model.latent.window == 7 and elit.model.token_grid == (7, 7)
     elit.model.latent, elit.train.min_latents = None, None
     assert elit == base
+
+
+def test_flow_elit_configs_are_the_flow_config_plus_the_interface_and_their_one_axis_counterpart():
+    """mnist_flow_elit.yaml = mnist_flow.yaml + the latent section (2×2 windows of the 4×4 grid, J 1..4) at the
+    comparison's 1,400 steps; mnist_flow_elit_only.yaml differs from it in the core (8 blocks run once) alone."""
+    base, elit = load_config(CONFIGS / "mnist_flow.yaml"), load_config(CONFIGS / "mnist_flow_elit.yaml")
+    only = load_config(CONFIGS / "mnist_flow_elit_only.yaml")
+    assert elit.latent_range == (1, 4) and elit.model.token_grid == (4, 4) and elit.train.steps == 1400
+    assert (only.model.blocks, only.train.mode, only.train.loops) == (8, "vanilla", 1)
+    only.model.blocks, only.train.mode, only.train.loops = 2, "ilsd", 4
+    assert only == elit
+    elit.model.latent, elit.train.min_latents, elit.train.steps = None, None, base.train.steps
+    assert elit == base
