@@ -140,3 +140,21 @@ def tree_snapshot(*roots: Path) -> dict:
             st = p.stat()
             snap[str(p)] = ("dir", st.st_mtime_ns) if p.is_dir() else (p.read_bytes(), st.st_mtime_ns)
     return snap
+
+
+@pytest.fixture
+def tiny_latent_run(tiny_cfg_dict, tmp_path, monkeypatch):
+    """A tiny flow run with a latent interface (2×2 windows, 3 latents per group), 3 steps at a large lr so the
+    zero-initialised output layer moves off zero -> (config path, run folder)."""
+    import yaml
+
+    from elt.cli import main
+
+    monkeypatch.setenv("ELT_CACHE", str(tmp_path / "cache"))
+    d = tiny_cfg_dict()
+    d["model"] |= {"patch": 2, "latent": {"window": [2, 2], "latents_per_group": 3}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(d))
+    run = tmp_path / "run"
+    assert main(["train", str(tmp_path / "c.yaml"), "train.steps=3", "train.lr=0.01", "--out", str(run),
+                 "--no-progress"]) == 0
+    return tmp_path / "c.yaml", run

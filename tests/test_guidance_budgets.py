@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from conftest import randomize_
 from elt.anytime import gflops_per_sample, pareto_front
@@ -106,24 +105,12 @@ def test_pareto_front_keeps_only_what_a_budget_can_buy():
                                                                                             (4, 0.99)]
 
 
-@pytest.fixture
-def latent_run(tiny_cfg_dict, tmp_path, monkeypatch):
-    monkeypatch.setenv("ELT_CACHE", str(tmp_path / "cache"))
-    d = tiny_cfg_dict()
-    d["model"] |= {"patch": 2, "latent": {"window": [2, 2], "latents_per_group": 3}}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(d))
-    run = tmp_path / "run"
-    assert main(["train", str(tmp_path / "c.yaml"), "train.steps=3", "train.lr=0.01", "--out", str(run),
-                 "--no-progress"]) == 0
-    return tmp_path / "c.yaml", run
-
-
-def test_sample_per_step_latents_and_guidance_kinds(latent_run, tmp_path, monkeypatch, capsys):
+def test_sample_per_step_latents_and_guidance_kinds(tiny_latent_run, tmp_path, monkeypatch, capsys):
     """`--latents 3,1` runs step 1 at J=3 and step 2 at J=1 and costs their sum; --guidance autoguidance keeps
     the label in the guiding branch; the record names the variant."""
     from elt.models import from_pretrained
 
-    _, run = latent_run
+    _, run = tiny_latent_run
     model, _ = from_pretrained(run)
     calls = []
     forward = FlowTransformer.forward
@@ -155,9 +142,9 @@ def test_sample_per_step_latents_and_guidance_kinds(latent_run, tmp_path, monkey
     assert not np.array_equal(np.load(tmp_path / "ag.npz")["arr_0"], np.load(tmp_path / "cc.npz")["arr_0"])
 
 
-def test_anytime_sweeps_the_loops_by_latents_grid(latent_run, tmp_path, monkeypatch, capsys):
+def test_anytime_sweeps_the_loops_by_latents_grid(tiny_latent_run, tmp_path, monkeypatch, capsys):
     """`elt anytime --latents-list`: one scored row per (L, J), FLOPs rising with both, a Pareto plot."""
-    cfg_path, run = latent_run
+    cfg_path, run = tiny_latent_run
     tiny_classifier(cfg_path, tmp_path, monkeypatch)
     out = tmp_path / "any"
     assert main(["anytime", str(run), "--out", str(out), "--classifier", str(tmp_path / "cls"), "--per-class", "2",

@@ -210,25 +210,18 @@ def test_a_latent_run_trains_saves_loads_and_samples(tiny_cfg_dict, tmp_path, mo
                  "--precision", "fp32"]) == 0
 
 
-def test_sample_latents_flags_reach_the_sampler_and_the_record(tiny_cfg_dict, tmp_path, monkeypatch, capsys):
+def test_sample_latents_flags_reach_the_sampler_and_the_record(tiny_latent_run, tmp_path, monkeypatch, capsys):
     """`elt sample --latents J`: other samples than the full budget, fewer GFLOPs, J in the record;
     `--uncond-latents Jw`: two network calls per guided step, the unconditional one at Jw."""
     import json
 
     import numpy as np
-    import yaml
 
     from elt.anytime import gflops_per_sample
     from elt.cli import main
     from elt.models import from_pretrained
 
-    monkeypatch.setenv("ELT_CACHE", str(tmp_path / "cache"))
-    d = tiny_cfg_dict()
-    d["model"] |= {"patch": 2, "latent": {"window": [2, 2], "latents_per_group": 3}}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(d))
-    run = tmp_path / "run"
-    assert main(["train", str(tmp_path / "c.yaml"), "train.steps=3", "train.lr=0.01", "--out", str(run),
-                 "--no-progress"]) == 0  # a larger step moves the zero-initialised output layer off zero
+    _, run = tiny_latent_run
     base = ["sample", str(run), "--per-class", "1", "--steps", "2", "--loops", "2", "--precision", "fp32"]
     assert main([*base, "--out", str(tmp_path / "full.npz")]) == 0
     assert main([*base, "--out", str(tmp_path / "one.npz"), "--latents", "1"]) == 0

@@ -20,14 +20,20 @@ def _pyplot():
     return plt
 
 
+def _metrics_present(runs: list[dict]) -> list[tuple[str, str, bool]]:
+    """The METRICS some result row holds (ValueError when none: the sweep ran without --eval)."""
+    present = [m for m in METRICS if any(m[0] in r for run in runs for r in run["results"])]
+    if not present:
+        raise ValueError("no quality metrics in the results: run the sweep with --eval")
+    return present
+
+
 def plot_anytime(runs: list[dict], path: str | Path) -> Path:
     """runs: [{"name", "trained_loops", "results": [rows with loops, steps, gflops_per_sample, metrics]}]."""
     plt = _pyplot()
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    present = [m for m in METRICS if any(m[0] in r for run in runs for r in run["results"])]
-    if not present:
-        raise ValueError("no quality metrics in the results: run the sweep with --eval")
+    present = _metrics_present(runs)
     fig, axes = plt.subplots(2, len(present), figsize=(4.2 * len(present), 7), squeeze=False)
     for j, (key, label, lower_better) in enumerate(present):
         for run in runs:
@@ -59,13 +65,7 @@ def plot_anytime(runs: list[dict], path: str | Path) -> Path:
         trained = {run["trained_loops"] for run in runs if run.get("trained_loops")}
         for L in trained:
             axes[0, j].axvline(L, color="k", ls="--", lw=0.6, alpha=0.4)
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle("any-time quality (dashed: trained L_max; dotted: real-vs-real floor)", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, axes, "any-time quality (dashed: trained L_max; dotted: real-vs-real floor)", path)
 
 
 def plot_pareto(runs: list[dict], path: str | Path) -> Path:
@@ -75,9 +75,7 @@ def plot_pareto(runs: list[dict], path: str | Path) -> Path:
     from .anytime import pareto_front
 
     plt = _pyplot()
-    present = [m for m in METRICS if any(m[0] in r for run in runs for r in run["results"])]
-    if not present:
-        raise ValueError("no quality metrics in the results: run the sweep with --eval")
+    present = _metrics_present(runs)
     fig, axes = plt.subplots(1, len(present), figsize=(4.4 * len(present), 3.9), squeeze=False)
     for j, (key, label, lower_better) in enumerate(present):
         ax = axes[0, j]
@@ -99,8 +97,14 @@ def plot_pareto(runs: list[dict], path: str | Path) -> Path:
         if lower_better:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
+    return _finish(plt, fig, axes, "quality against compute: points = evaluated budgets, lines = Pareto fronts",
+                   path)
+
+
+def _finish(plt, fig, axes, title: str, path: str | Path) -> Path:
+    """Legend in the first panel, the title, and the figure saved to `path` (then closed)."""
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle("quality against compute: points = evaluated budgets, lines = Pareto fronts", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
