@@ -101,6 +101,8 @@ CONFIG_ROWS = [
     ("data.image_size=0", r"data.image_size must be >= 1"),
     ("data.channels=2", r"data.channels must be 1 \(grey\) or 3 \(RGB\)"),
     ("data.name=/no/such/folder", r"/no/such/folder"),
+    ("data.name=moving-digits data.image_size=28", r"moving-digits has a fixed geometry .*leave data.image_size and "
+                                                    r"data.channels unset"),
     ("sample.steps=0", r"sample.steps must be >= 1"),
     ("sample.cfg=.nan", r"sample.cfg must be a finite guidance scale"),
     ("family=video", r"family must be one of"),

@@ -22,6 +22,7 @@ from .dataset import (
 )
 from .image_folder import IMAGE_EXTENSIONS, ImageFolderDataset
 from .mnist import fetch_mnist, load_mnist, load_mnist_arrays
+from .moving_digits import MOVING_DIGITS, MovingDigits
 from .sklearn_digits import fetch_digits, load_digits, load_digits_arrays
 
 BUILTIN_DATASETS = ("mnist", "digits")
@@ -95,6 +96,13 @@ def load_dataset(
     """
     check_split(split)
     name = str(spec).strip()
+    if name.lower() in MOVING_DIGITS:  # clips of the split's real MNIST digits, generated per index
+        if image_size is not None or channels is not None:
+            raise DataError(f"{name} has a fixed geometry (its clips are {MOVING_DIGITS[name.lower()]}): leave "
+                            f"data.image_size and data.channels unset")
+        digits = load_mnist(split, cache_dir, download)
+        return MovingDigits(digits.images[:, 0].numpy(), digits.labels.numpy(), MOVING_DIGITS[name.lower()],
+                            split=split)
     if name.lower() in BUILTIN_DATASETS:
         if name.lower() == "mnist":
             ds = load_mnist(split, cache_dir, download)
@@ -107,7 +115,7 @@ def load_dataset(
     root = Path(name).expanduser()
     if not root.is_dir():
         raise DataError(
-            f"unknown dataset {spec!r}: not one of {', '.join(BUILTIN_DATASETS)} "
+            f"unknown dataset {spec!r}: not one of {', '.join((*BUILTIN_DATASETS, *MOVING_DIGITS))} "
             "and not an existing image folder"
         )
     if is_code_folder(root) or is_code_folder(root / split) or is_code_folder(root / "train"):
