@@ -11,7 +11,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_config_loads(name):
     cfg = load_config(CONFIGS / name)
-    if name.startswith(("mnist_flow", "mnist_diffusion")):
+    if name.startswith(("mnist_flow", "mnist_diffusion", "moving_digits")):
         assert 0 < cfg.train.max_minutes <= 15
     if name.startswith("mnist_masked"):  # tokenizer + generator: at most 20 minutes together
         assert cfg.tokenizer.max_minutes > 0 and cfg.train.max_minutes > 0
