@@ -125,12 +125,11 @@ class Config:
     @property
     def latent_range(self) -> tuple[int, int] | None:
         """(J_min, J_max) of the per-step latent draw for a model with a latent interface, else None."""
-        latent = getattr(self.model, "latent", None)
-        if latent is None:
+        if self.j_max is None:
             return None
         t = self.train
-        j_max = latent.j_max(self.model.token_grid) if t.max_latents is None else t.max_latents
-        return (1 if t.min_latents is None else t.min_latents), j_max
+        return (1 if t.min_latents is None else t.min_latents), (self.j_max if t.max_latents is None
+                                                                 else t.max_latents)
 
     @property
     def j_max(self) -> int | None:

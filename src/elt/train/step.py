@@ -71,9 +71,8 @@ def compute_loss(family, net, batch: dict, plan: StepPlan,
     the distillation target is detached in `ilsd_loss` as always)."""
     preds = []  # one prediction per exit: [pred], or [student, teacher]
     with amp if amp is not None else contextlib.nullcontext():
-        for loops, exits, latents in plan.calls:
-            budget = {} if latents is None else {"latents": latents}  # plain models are called as before
-            preds += family.forward(net, batch, loops, exits, **budget)
+        for loops, exits, latents in plan.calls:  # the family passes latents on only when set
+            preds += family.forward(net, batch, loops, exits, latents)
     gt = lambda p: family.gt_loss(p, batch)  # noqa: E731
     if plan.l_int is None:
         loss = gt(preds[0])
