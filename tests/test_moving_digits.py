@@ -119,3 +119,11 @@ def test_a_clip_model_trains_and_samples_on_moving_digits(tiny_cfg_dict, tmp_pat
     assert main(["train", str(tmp_path / "c.yaml"), "train.steps=2", "--out", str(run), "--no-progress"]) == 0
     assert main(["sample", str(run), "--labels", "3", "--steps", "1", "--out", str(tmp_path / "s.npz")]) == 0
     assert np.load(tmp_path / "s.npz")["arr_0"].shape == (1, 8, 32, 32, 1)  # N, T, H, W, C
+
+
+def test_an_object_as_wide_as_the_canvas_stays_put_instead_of_bouncing_forever():
+    """span 0 (digit_size == canvas): every reflection lands outside [0, 0] again; the position must be 0."""
+    assert bounce(0.0, 2.5, 0.0, 4).tolist() == [0.0, 0.0, 0.0, 0.0]
+    images, labels = _digits()
+    clip, _ = MovingDigits(images, labels, MovingDigitsSpec(canvas=16, digit_size=16, frames=3), n=2).get_batch([1])
+    assert clip.shape == (1, 1, 3, 16, 16) and bool((clip[0, 0, 0] == clip[0, 0, 2]).all())

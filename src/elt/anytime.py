@@ -41,8 +41,9 @@ def sweep(model, sample: Callable[[torch.Tensor, int | Budget, int], torch.Tenso
     """sample(labels, loops, steps) -> uint8 (N, H, W, C), `loops` a count or, with `latent_counts`, a
     Budget(L, J); evaluator.evaluate(images, labels) -> metrics. One row per (steps, latents, loops).
     `uncond` / `uncond_latents`: the guiding branch's loops / latents (None: as each row's), for the GFLOPs."""
-    from .eval.report import headline
+    from .eval.report import headline as image_headline
 
+    headline = getattr(evaluator, "headline", image_headline)  # clip evaluators name their own scalars
     rows = []
     for steps in step_counts:
         for J in latent_counts or [None]:

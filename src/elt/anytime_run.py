@@ -85,10 +85,7 @@ def run_anytime(opts: AnytimeOptions, log: Callable[[str], None] = print) -> Pat
     out = output_folder("--out", opts.out)
     labels = run_labels(opts.runs)  # unique: two runs named `run` in different folders get two grids
     grids = ["anytime.png" if len(opts.runs) == 1 else f"anytime_{label}.png" for label in labels]
-    for name in ("anytime.json", "anytime_quality.png", "anytime_pareto.png", *grids):
-        if (out / name).is_dir():
-            raise ConfigError(f"--out {out} holds a folder named {name}, where a file is written: move it away "
-                              f"or choose another --out folder")
+    _refuse_folders(out, ("anytime.json", "anytime_quality.png", "anytime_pareto.png", *grids))
     check_seed(opts.seed)
     evaluate = opts.eval or bool(opts.classifier)
     if opts.steps_list and not evaluate:
@@ -99,6 +96,10 @@ def run_anytime(opts: AnytimeOptions, log: Callable[[str], None] = print) -> Pat
     per_class = at_least_1("--per-class", opts.per_class) if evaluate else opts.per_class
     step_list = [at_least_1("--steps-list", s) for s in opts.steps_list] if opts.steps_list else None
     inputs = [_plan(run_dir, opts, log) for run_dir in opts.runs]
+    # clip runs get an animated grid
+    grids = [name[:-4] + ".gif" if isinstance(item, _Planned) and getattr(item.run.cfg.model, "frames", 0)
+             else name for name, item in zip(grids, inputs)]
+    _refuse_folders(out, grids)
     planned = [p for p in inputs if isinstance(p, _Planned)]
     evaluator = _evaluator(opts, planned) if evaluate and planned else None
     runs = []
@@ -123,6 +124,14 @@ def run_anytime(opts: AnytimeOptions, log: Callable[[str], None] = print) -> Pat
     log(f"wrote {plot_pareto(runs, out / 'anytime_pareto.png')} (every point and each run's Pareto front "
         f"against GFLOPs per sample)")
     return table
+
+
+def _refuse_folders(out: Path, names) -> None:
+    """A folder where an output file goes is refused before anything is sampled."""
+    for name in names:
+        if (out / name).is_dir():
+            raise ConfigError(f"--out {out} holds a folder named {name}, where a file is written: move it away "
+                              f"or choose another --out folder")
 
 
 def _plan(run_dir: str, opts: AnytimeOptions, log) -> _Planned | list[dict]:
@@ -159,10 +168,31 @@ def _plan(run_dir: str, opts: AnytimeOptions, log) -> _Planned | list[dict]:
                     opts.uncond_latents, guide, kind)
 
 
+def _clip_evaluator(opts: AnytimeOptions, planned: list[_Planned]):
+    """The video evaluator for clip runs: needs a video classifier folder; every run must make clips."""
+    from .eval.video_classifier import is_video_judge
+    from .eval.video_report import VideoQualityEvaluator
+
+    images = [str(p.run.run_dir) for p in planned if not getattr(p.run.cfg.model, "frames", 0)]
+    if images:
+        raise ConfigError(f"{images[0]} makes images while other runs make clips: score them in separate "
+                          f"`elt anytime` calls")
+    if not opts.classifier or not is_video_judge(opts.classifier):
+        raise ConfigError("clip runs are scored with a video classifier: pass --classifier VIDEO_CLS_DIR made by "
+                          "`elt eval train-video-classifier moving-digits --out VIDEO_CLS_DIR`")
+    if opts.features:
+        raise ConfigError("--features is for image runs; clip runs are scored in the video classifier's features")
+    cfg = planned[0].run.cfg
+    return VideoQualityEvaluator(opts.ref or cfg.data.name, opts.classifier, getattr(cfg.data, "label", "digit"),
+                                 opts.seed)
+
+
 def _evaluator(opts: AnytimeOptions, planned: list[_Planned]):
     """The quality evaluator, with the classifier and the reference data checked against every run."""
     from .eval.report import QualityEvaluator, default_features
 
+    if any(getattr(p.run.cfg.model, "frames", 0) for p in planned):
+        return _clip_evaluator(opts, planned)
     first_cfg = planned[0].run.cfg
     # --classifier alone (no --eval) keeps to the fast classifier metrics
     features = default_features(opts.features, opts.classifier) if opts.eval or opts.features else ("classifier",)
@@ -195,7 +225,12 @@ def _grid(item: _Planned, opts: AnytimeOptions, path: Path, log) -> None:
     columns = [generate(item.run.sampler, torch.arange(k), L, item.steps, item.guidance, opts.seed, None,
                         opts.precision, "", uncond=guiding_budget(L, None, item.uncond, item.uncond_latents),
                         guide=item.guide) for L in tqdm(item.loop_counts, desc="any-time grid")]
-    loop_sheet(columns, item.loop_counts, path)
+    if columns[0].ndim == 5:  # clips (K, T, H, W, C): one animated grid
+        from .video_out import loop_gif
+
+        loop_gif(columns, item.loop_counts, path)
+    else:
+        loop_sheet(columns, item.loop_counts, path)
     log(f"wrote {path} (rows: classes 0..{k - 1}; columns: loops {item.loop_counts}; trained "
         f"L_max={item.run.cfg.train_loops})")
 

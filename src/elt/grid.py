@@ -21,9 +21,9 @@ def make_grid(images: torch.Tensor | np.ndarray, rows: int, cols: int, pad: int 
     return out
 
 
-def save_png(array: np.ndarray, path: str | Path, scale: int = 1,
-             column_titles: list[str] | None = None, title_height: int = 14) -> Path:
-    """Save uint8 (H, W, C) as PNG, upscaled by `scale` (nearest), with optional column headers."""
+def scaled_titled(array: np.ndarray, scale: int = 1, column_titles: list[str] | None = None,
+                  title_height: int = 14) -> Image.Image:
+    """uint8 (H, W, C) -> a PIL image upscaled by `scale` (nearest), with optional column headers above."""
     img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
     if scale != 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
@@ -35,6 +35,13 @@ def save_png(array: np.ndarray, path: str | Path, scale: int = 1,
         for i, text in enumerate(column_titles):
             draw.text((int(i * step + 4), 1), text, fill=0 if img.mode == "L" else (0, 0, 0))
         img = canvas
+    return img
+
+
+def save_png(array: np.ndarray, path: str | Path, scale: int = 1,
+             column_titles: list[str] | None = None, title_height: int = 14) -> Path:
+    """Save uint8 (H, W, C) as PNG, upscaled by `scale` (nearest), with optional column headers."""
+    img = scaled_titled(array, scale, column_titles, title_height)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)

@@ -7,7 +7,10 @@ from pathlib import Path
 # (key in a result row, axis label, lower is better)
 METRICS = [("class_consistency", "class-consistency", False), ("fd_classifier", "FD (classifier features)", True),
            ("fid", "FID (Inception)", True), ("inception_precision", "precision (Inception)", False),
-           ("inception_recall", "recall (Inception)", False)]
+           ("inception_recall", "recall (Inception)", False),
+           ("frame_class_consistency", "per-frame class-consistency", False),
+           ("fd_video", "FD (video classifier)", True), ("motion_error_px", "motion error (px)", True),
+           ("direction_accuracy", "direction accuracy", False), ("fvd", "FVD (I3D)", True)]
 
 
 def _pyplot():

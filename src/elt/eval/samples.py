@@ -19,7 +19,8 @@ def _one_line(e: BaseException) -> str:
 
 
 def load_samples(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """A samples .npz -> (uint8 images N×H×W×C, int64 labels (N,)); DataError says what is wrong with it."""
+    """A samples .npz -> (uint8 images N×H×W×C or clips N×T×H×W×C, int64 labels (N,)); DataError says what is
+    wrong with it."""
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path} is a folder, not a samples file: pass a .npz written by `elt sample`")
@@ -60,8 +61,11 @@ def load_samples(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         images = images[..., None]
     elif images.ndim == 4 and images.shape[-1] not in (1, 3) and images.shape[1] in (1, 3):  # N×C×H×W
         images = images.transpose(0, 2, 3, 1)
-    if images.ndim != 4:
-        raise DataError(f"{path}: arr_0 (images) has shape {images.shape}; it must be N×H×W×C: {REWRITE}")
+    if images.ndim == 5 and images.shape[-1] not in (1, 3):
+        raise DataError(f"{path}: arr_0 has shape {images.shape}; clips must be N×T×H×W×C with C 1 or 3: {REWRITE}")
+    if images.ndim not in (4, 5):
+        raise DataError(f"{path}: arr_0 (images) has shape {images.shape}; it must be N×H×W×C (images) or "
+                        f"N×T×H×W×C (clips): {REWRITE}")
     check_labels(labels, len(images), f"{path}: ")
     if len(images) == 0:
         raise DataError(f"{path} holds no samples (arr_0 is empty): write some with `elt sample RUN_DIR "

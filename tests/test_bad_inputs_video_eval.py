@@ -1,0 +1,166 @@
+"""Bad input when scoring clips (`elt eval` on clip samples, `elt eval train-video-classifier`, `elt anytime
+--eval` on clip runs): one row per bad input, each one `elt: error:` line naming the problem and the fix, with
+nothing on disk changed (the same contract as tests/test_bad_inputs_eval.py)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import tree_snapshot
+from elt.cli import main
+from elt.data.dataset import ArrayImageDataset
+
+
+def _digits(n: int = 40):
+    labels = np.arange(n) % 10
+    images = np.zeros((n, 28, 28), np.uint8)
+    for i, y in enumerate(labels):
+        images[i, 8:20, 10:12 + y] = 255
+    return images, labels
+
+
+@dataclass
+class World:
+    root: Path
+    vcls: Path  # a video classifier folder (moving-digits clips 1x8x32x32)
+    cls: Path  # an image classifier folder
+    clips: Path  # a clip samples file (4 real clips, labels 0..3)
+    images: Path  # an image samples file
+    crun: Path  # a tiny clip run
+    irun: Path  # a tiny image run
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_cfg_dict) -> World:
+    mp = pytest.MonkeyPatch()
+    root = tmp_path_factory.mktemp("video_world")
+    images, labels = _digits()
+    mp.setattr("elt.data.load_mnist", lambda split, cache_dir=None, download=True: ArrayImageDataset(
+        images[:, None], labels, [str(d) for d in range(10)]))
+    mp.setenv("ELT_CACHE", str(root / "cache"))
+    try:
+        assert main(["eval", "train-video-classifier", "moving-digits", "--out", str(root / "vcls"),
+                     "--epochs", "1"]) == 0
+        assert main(["eval", "train-classifier", "mnist", "--out", str(root / "cls"), "--epochs", "1"]) == 0
+        from elt.data import load_dataset
+
+        clips, y = load_dataset("moving-digits", "test").get_batch(torch.arange(4))
+        np.savez(root / "clips.npz", arr_0=clips.movedim(1, -1).numpy(), arr_1=y.numpy())
+        np.savez(root / "images.npz", arr_0=np.zeros((4, 28, 28, 1), np.uint8), arr_1=np.arange(4))
+        d = tiny_cfg_dict()
+        (root / "i.yaml").write_text(yaml.safe_dump(d))
+        assert main(["train", str(root / "i.yaml"), "train.steps=1", "--out", str(root / "irun"), "--no-progress"]) == 0
+        d["data"] = {"name": "moving-digits"}
+        d["model"] |= {"image_size": 32, "channels": 1, "patch": 8, "frames": 8, "frame_patch": 4, "num_classes": 10,
+                       "dim": 36, "heads": 2}
+        (root / "c.yaml").write_text(yaml.safe_dump(d))
+        assert main(["train", str(root / "c.yaml"), "train.steps=1", "--out", str(root / "crun"), "--no-progress"]) == 0
+        yield World(root, root / "vcls", root / "cls", root / "clips.npz", root / "images.npz", root / "crun",
+                    root / "irun")
+    finally:
+        mp.undo()
+
+
+@dataclass
+class Row:
+    id: str
+    build: Callable[[World, Path], list]
+    message: str
+
+
+def _clip_file(t: Path, array: np.ndarray, labels: np.ndarray) -> Path:
+    np.savez(t / "bad.npz", arr_0=array, arr_1=labels)
+    return t / "bad.npz"
+
+
+ROWS = [
+    Row("eval clips with an image classifier", lambda w, t: ["eval", w.clips, "--classifier", w.cls],
+        r"holds clips .*score them with --classifier VIDEO_CLS_DIR made by `elt eval train-video-classifier"),
+    Row("eval clips without a classifier", lambda w, t: ["eval", w.clips, "--ref", "moving-digits"],
+        r"holds clips .*--classifier VIDEO_CLS_DIR"),
+    Row("eval images with a video classifier", lambda w, t: ["eval", w.images, "--classifier", w.vcls],
+        r"no trained classifier in .*vcls.*train-classifier"),
+    Row("eval clips with --features", lambda w, t: ["eval", w.clips, "--classifier", w.vcls, "--features",
+                                                     "inception"],
+        r"--features is for images; clip samples are scored in the video classifier's features"),
+    Row("eval images with --label-kind", lambda w, t: ["eval", w.images, "--classifier", w.cls, "--label-kind",
+                                                        "digit_dir"],
+        r"--label-kind is for clip samples; .*holds images"),
+    Row("eval clips of another geometry", lambda w, t: ["eval", _clip_file(t, np.zeros((3, 4, 32, 32, 1), np.uint8),
+                                                                           np.arange(3)), "--classifier", w.vcls],
+        r"clips of shape \(4, 32, 32, 1\) .* do not fit the video classifier .* trained on \(8, 32, 32, 1\)"),
+    Row("eval clips with 2 channels", lambda w, t: ["eval", _clip_file(t, np.zeros((3, 8, 32, 32, 2), np.uint8),
+                                                                       np.arange(3)), "--classifier", w.vcls],
+        r"clips must be N×T×H×W×C with C 1 or 3"),
+    Row("eval a 6-d array", lambda w, t: ["eval", _clip_file(t, np.zeros((3, 2, 8, 32, 32, 1), np.uint8),
+                                                             np.arange(3)), "--classifier", w.vcls],
+        r"must be N×H×W×C \(images\) or N×T×H×W×C \(clips\)"),
+    Row("eval clip labels out of range", lambda w, t: ["eval", _clip_file(t, np.load(w.clips)["arr_0"],
+                                                                          np.array([0, 1, 2, 12])),
+                                                       "--classifier", w.vcls],
+        r"labels must be in 0\.\.9 for digit labels, got 0\.\.12"),
+    Row("eval digit_dir labels over 39", lambda w, t: ["eval", _clip_file(t, np.load(w.clips)["arr_0"],
+                                                                          np.array([0, 1, 2, 40])),
+                                                       "--classifier", w.vcls, "--label-kind", "digit_dir"],
+        r"labels must be in 0\.\.39 for digit_dir labels"),
+    Row("eval clips with a broken video classifier record",
+        lambda w, t: ["eval", w.clips, "--classifier", _broken_judge(w, t)],
+        r"video_classifier\.json is not a video classifier record .*train-video-classifier"),
+    Row("train-video-classifier on mnist", lambda w, t: ["eval", "train-video-classifier", "mnist", "--out",
+                                                          t / "v"],
+        r"mnist is not a moving-digits data set"),
+    Row("train-video-classifier without --out", lambda w, t: ["eval", "train-video-classifier", "moving-digits"],
+        r"usage: elt eval train-video-classifier moving-digits --out DIR"),
+    Row("train-video-classifier --epochs 0", lambda w, t: ["eval", "train-video-classifier", "moving-digits",
+                                                            "--out", t / "v", "--epochs", "0"],
+        r"--epochs must be .*1"),
+    Row("anytime clip run with an image classifier", lambda w, t: ["anytime", w.crun, "--eval", "--classifier",
+                                                                   w.cls, "--out", t / "a", "--max-loops", "1"],
+        r"clip runs are scored with a video classifier: pass --classifier VIDEO_CLS_DIR"),
+    Row("anytime clip run with --features", lambda w, t: ["anytime", w.crun, "--eval", "--classifier", w.vcls,
+                                                          "--features", "inception", "--out", t / "a"],
+        r"--features is for image runs; clip runs are scored in the video classifier's features"),
+    Row("anytime clip and image runs together", lambda w, t: ["anytime", w.crun, w.irun, "--eval", "--classifier",
+                                                              w.vcls, "--out", t / "a"],
+        r"irun makes images while other runs make clips: score them in separate `elt anytime` calls"),
+]
+
+
+def _broken_judge(w: World, t: Path) -> Path:
+    import shutil
+
+    shutil.copytree(w.vcls, t / "vb")
+    (t / "vb" / "video_classifier.json").write_text("{}")
+    return t / "vb"
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+def test_bad_clip_scoring_input_gets_one_clear_line(row: Row, world: World, tmp_path, tmp_path_factory,
+                                                    monkeypatch, capsys):
+    monkeypatch.setenv("ELT_CACHE", str(world.root / "cache"))
+    images, labels = _digits()
+    monkeypatch.setattr("elt.data.load_mnist", lambda split, cache_dir=None, download=True: ArrayImageDataset(
+        images[:, None], labels, [str(d) for d in range(10)]))
+    here = tmp_path / "row"
+    here.mkdir()
+    argv = [str(a) for a in row.build(world, here)]
+    before = tree_snapshot(world.root, here)
+    capsys.readouterr()
+    rc = main(argv)
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert rc == 2, f"exit code {rc}, stderr: {err!r}"
+    assert len(lines) == 1 and lines[0].startswith("elt: error: "), f"not one `elt: error:` line: {err!r}"
+    assert re.search(row.message, lines[0]), f"{lines[0]!r} does not match {row.message!r}"
+    assert tree_snapshot(world.root, here) == before, "files changed, appeared or vanished"
+
+
+def test_rows_are_distinct():
+    assert len({r.id for r in ROWS}) == len(ROWS)
