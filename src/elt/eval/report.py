@@ -48,7 +48,8 @@ class QualityEvaluator:
                  pr_k: int = 3):
         unknown = set(features) - set(FEATURES)
         if unknown or not features:
-            raise DataError(f"--features {sorted(unknown) or '(none)'}: choose from {list(FEATURES)}")
+            raise DataError(f"--features {sorted(unknown) or '(none)'}: choose from {list(FEATURES)} for images "
+                            f"(i3d is for clip samples)")
         if "classifier" in features and not classifier:
             raise DataError("classifier features need --classifier CLS_DIR (made by `elt eval train-classifier "
                             "DATA --out CLS_DIR`), or pass --features inception")
