@@ -122,6 +122,21 @@ ROWS = [
     Row("train-video-classifier --epochs 0", lambda w, t, mp: ["eval", "train-video-classifier", "moving-digits",
                                                             "--out", t / "v", "--epochs", "0"],
         r"--epochs must be .*1"),
+    Row("train data.label bogus", lambda w, t, mp: _train(w, "c.yaml", t, "data.label=colour"),
+        r"data.label must be 'digit' or 'digit_dir' \(moving digits\), got 'colour'"),
+    Row("train data.label on mnist", lambda w, t, mp: _train(w, "i.yaml", t, "data.label=digit"),
+        r"data.label is for moving digits .*remove data.label"),
+    Row("train digit_dir with 10 classes", lambda w, t, mp: _train(w, "c.yaml", t, "data.label=digit_dir"),
+        r"has 40 classes but model.num_classes=10: make them equal"),
+    Row("train data.frames on an image folder", lambda w, t, mp: _train(w, "i.yaml", t, "data.frames=4"),
+        r"data.frames do not apply to \S*tiny_images\S* \(it is an image folder\): remove them"),
+    Row("train data.split_list 7", lambda w, t, mp: _train(w, "i.yaml", t, "data.split_list=7"),
+        r"data.split_list must be 1, 2, 3 or all \(UCF-101\), got '?7'?"),
+    Row("train data.frame_stride 0", lambda w, t, mp: _train(w, "i.yaml", t, "data.frame_stride=0"),
+        r"data.frames and data.frame_stride must be >= 1"),
+    Row("train a video folder without data.frames", lambda w, t, mp: _train(w, "i.yaml", t,
+                                                                           f"data.name={_video_folder(t)}"),
+        r"holds videos: set data.frames \(frames per clip\) and data.image_size"),
     Row("anytime clip run with an image classifier", lambda w, t, mp: ["anytime", w.crun, "--eval", "--classifier",
                                                                    w.cls, "--out", t / "a", "--max-loops", "1"],
         r"clip runs are scored with a video classifier: pass --classifier VIDEO_CLS_DIR"),
@@ -136,6 +151,24 @@ ROWS = [
                                                               w.vcls, "--out", t / "a"],
         r"irun makes images while other runs make clips: score them in separate `elt anytime` calls"),
 ]
+
+
+def _train(w: World, config: str, t: Path, *overrides) -> list:
+    return ["train", w.root / config, *overrides, "train.steps=1", "--out", t / "run", "--no-progress"]
+
+
+def _video_folder(t: Path) -> Path:
+    av = pytest.importorskip("av")
+    folder = t / "vids" / "a"
+    folder.mkdir(parents=True)
+    with av.open(str(folder / "x.mp4"), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height = 16, 16
+        for packet in stream.encode(av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")):
+            out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return t / "vids"
 
 
 def _no_i3d(w: World, t: Path, mp: pytest.MonkeyPatch) -> list:

@@ -23,7 +23,9 @@ def test_config_loads(name):
                                                   ("mnist_diffusion.yaml", "mnist_diffusion_vanilla.yaml", "vanilla"),
                                                   ("mnist_diffusion.yaml", "mnist_diffusion_baseline.yaml", "baseline"),
                                                   ("mnist_masked.yaml", "mnist_masked_vanilla.yaml", "vanilla"),
-                                                  ("mnist_masked.yaml", "mnist_masked_baseline.yaml", "baseline")])
+                                                  ("mnist_masked.yaml", "mnist_masked_baseline.yaml", "baseline"),
+                                                  ("moving_digits_flow.yaml", "moving_digits_flow_vanilla.yaml",
+                                                   "vanilla")])
 def test_ablation_differs_only_in_mode(default, variant, mode):
     base, other = load_config(CONFIGS / default), load_config(CONFIGS / variant)
     assert base.train.mode == "ilsd" and other.train.mode == mode

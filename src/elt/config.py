@@ -38,9 +38,13 @@ def check_guidance(name: str, value: float) -> float:
 
 @dataclass
 class DataConfig:
-    name: str = "mnist"  # "mnist", "digits" or a path to an image folder (one sub-folder per class)
+    name: str = "mnist"  # "mnist", "digits", "moving-digits", or a path: image, video, UCF-101 or code folder
     image_size: int | None = None  # None: the data set's native size
     channels: int | None = None
+    label: str | None = None  # moving digits: "digit" (default) | "digit_dir" (40 = digit x direction quadrant)
+    frames: int | None = None  # video folders / UCF-101: frames per clip
+    frame_stride: int = 1  # video folders / UCF-101: take every frame_stride-th frame
+    split_list: int | str | None = None  # UCF-101: 1 (default), 2, 3 or "all"
 
 
 @dataclass
@@ -123,6 +127,14 @@ class Config:
         return 1 if self.train.mode == "baseline" else self.train.loops
 
     @property
+    def data_options(self) -> dict:
+        """The data keys beyond name / size / channels that are set, as `load_dataset` keywords."""
+        d = self.data
+        opts = {"label": d.label, "frames": d.frames, "split_list": d.split_list,
+                "frame_stride": d.frame_stride if d.frame_stride != 1 else None}
+        return {k: v for k, v in opts.items() if v is not None}
+
+    @property
     def latent_range(self) -> tuple[int, int] | None:
         """(J_min, J_max) of the per-step latent draw for a model with a latent interface, else None."""
         if self.j_max is None:
@@ -182,6 +194,12 @@ class Config:
             raise ConfigError(f"data.image_size must be >= 1 (or left out for the native size), got {d.image_size}")
         if d.channels not in (None, 1, 3):
             raise ConfigError(f"data.channels must be 1 (grey) or 3 (RGB), got {d.channels}")
+        if d.label not in (None, "digit", "digit_dir"):
+            raise ConfigError(f"data.label must be 'digit' or 'digit_dir' (moving digits), got {d.label!r}")
+        if d.frames is not None and d.frames < 1 or d.frame_stride < 1:
+            raise ConfigError(f"data.frames and data.frame_stride must be >= 1, got {d.frames} and {d.frame_stride}")
+        if d.split_list is not None and str(d.split_list) not in ("1", "2", "3", "all"):
+            raise ConfigError(f"data.split_list must be 1, 2, 3 or all (UCF-101), got {d.split_list!r}")
         if t.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"train.device must be 'auto', 'cpu' or 'cuda', got {t.device!r}")
         if self.sample.steps < 1:

@@ -43,7 +43,7 @@ class Trainer:
                               f"processes: choose a multiple of the process count")
         check_tensorboard(t.tensorboard and self.dist.is_main)
         self.data = load_dataset(cfg.data.name, "train", image_size=cfg.data.image_size,
-                                 channels=cfg.data.channels, download=True)
+                                 channels=cfg.data.channels, download=True, **cfg.data_options)
         want = cfg.model.input_shape  # (C, H, W), or (C, T, H, W) for clips
         if tuple(self.data.image_shape) != want:
             raise ConfigError(f"data {cfg.data.name!r} gives items of shape {tuple(self.data.image_shape)} but the "
