@@ -55,29 +55,30 @@ class VectorQuantizer(nn.Module):
         return d2.argmin(dim=1)
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
-        """Indices (B, h, w) int64 -> code vectors (B, D, h, w) fp32."""
-        return F.embedding(indices, self.codebook).permute(0, 3, 1, 2).contiguous()
+        """Indices (B, *grid) int64 -> code vectors (B, D, *grid) fp32 (grid = (h, w) or (t, h, w))."""
+        return F.embedding(indices, self.codebook).movedim(-1, 1).contiguous()
 
     # ---- forward --------------------------------------------------------------------------------------
     def forward(self, z: torch.Tensor, update: bool | None = None):
-        # z: (B, D, h, w)
-        if z.ndim != 4 or z.shape[1] != self.code_dim:
-            raise ValueError(f"the quantizer expects (B, {self.code_dim}, h, w) encoder outputs, got {tuple(z.shape)}")
+        # z: (B, D, *grid), grid = (h, w) for images or (t, h, w) for clips
+        if z.ndim not in (4, 5) or z.shape[1] != self.code_dim:
+            raise ValueError(f"the quantizer expects (B, {self.code_dim}, h, w) or (B, {self.code_dim}, t, h, w) "
+                             f"encoder outputs, got {tuple(z.shape)}")
         update = self.training if update is None else update
-        B, D, h, w = z.shape
+        B, D, grid = z.shape[0], z.shape[1], tuple(z.shape[2:])
         with torch.autocast(z.device.type, enabled=False):
             z = z.float()
-            flat = z.permute(0, 2, 3, 1).reshape(-1, D)  # (N, D), N = B·h·w
+            flat = z.movedim(1, -1).reshape(-1, D)  # (N, D), N = B·prod(grid), raster order (first grid axis slowest)
             idx = self.nearest(flat)  # (N,)
             counts = torch.bincount(idx, minlength=self.num_codes).float()  # (K,)
             restarts = self._update(flat.detach(), idx, counts) if update else 0
-            q = F.embedding(idx, self.codebook).view(B, h, w, D).permute(0, 3, 1, 2)  # (B, D, h, w)
+            q = F.embedding(idx, self.codebook).view(B, *grid, D).movedim(-1, 1)  # (B, D, *grid)
             commit = self.commitment * F.mse_loss(z, q.detach())
             quantized = z + (q - z).detach()  # straight-through: forward q, gradient of z
         p = counts / counts.sum()
         stats = {"perplexity": float(torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())),
                  "codes_used": int((counts > 0).sum()), "restarts": int(restarts)}
-        return quantized, idx.view(B, h, w), commit, stats
+        return quantized, idx.view(B, *grid), commit, stats
 
     # ---- codebook update --------------------------------------------------------------------------------
     @torch.no_grad()
