@@ -13,7 +13,7 @@ def test_config_loads(name):
     cfg = load_config(CONFIGS / name)
     if name.startswith(("mnist_flow", "mnist_diffusion", "moving_digits")):
         assert 0 < cfg.train.max_minutes <= 15
-    if name.startswith("mnist_masked"):  # tokenizer + generator: at most 20 minutes together
+    if name.startswith(("mnist_masked", "moving_digits_masked")):  # tokenizer + generator: at most 20 minutes
         assert cfg.tokenizer.max_minutes > 0 and cfg.train.max_minutes > 0
         assert cfg.tokenizer.max_minutes + cfg.train.max_minutes <= 20
 
@@ -25,6 +25,8 @@ def test_config_loads(name):
                                                   ("mnist_masked.yaml", "mnist_masked_vanilla.yaml", "vanilla"),
                                                   ("mnist_masked.yaml", "mnist_masked_baseline.yaml", "baseline"),
                                                   ("moving_digits_flow.yaml", "moving_digits_flow_vanilla.yaml",
+                                                   "vanilla"),
+                                                  ("moving_digits_masked.yaml", "moving_digits_masked_vanilla.yaml",
                                                    "vanilla")])
 def test_ablation_differs_only_in_mode(default, variant, mode):
     base, other = load_config(CONFIGS / default), load_config(CONFIGS / variant)

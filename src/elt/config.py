@@ -262,6 +262,15 @@ class Config:
             raise ConfigError(f"model.grid={m.grid} does not match the tokenizer: {m.image_size}px / "
                               f"2**tokenizer.downsample ({2 ** tok.downsample}) = {m.image_size / 2 ** tok.downsample:g}"
                               f" tokens per side; set model.grid (and an image size the downsampling divides)")
+        t_side, t_rem = divmod(m.frames, 2 ** tok.time_downsample)
+        if m.frames and (t_rem or t_side != m.time_grid):
+            raise ConfigError(f"model.time_grid={m.time_grid} does not match the tokenizer: {m.frames} frames / "
+                              f"2**tokenizer.time_downsample ({2 ** tok.time_downsample}) = "
+                              f"{m.frames / 2 ** tok.time_downsample:g} tokens along time; set model.time_grid (and "
+                              f"model.frames divisible by 2**time_downsample)")
+        if not m.frames and tok.time_downsample:
+            raise ConfigError(f"tokenizer.time_downsample={tok.time_downsample} is for clips, but the model reads "
+                              f"images: set model.frames and model.time_grid, or time_downsample to 0")
         s = self.sample
         if not (0 < s.temp_bias < math.inf and 0 <= s.temp_scale < math.inf and 0 <= s.choice_temperature < math.inf):
             raise ConfigError(f"sample.temp_bias must be a finite number > 0, sample.temp_scale and "

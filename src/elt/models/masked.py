@@ -34,6 +34,8 @@ class MaskedModelConfig:
     channels: int = 1
     codebook_size: int = 256  # V: token vocabulary (the [MASK] token is index V)
     grid: int = 7  # tokens per side: T = grid² tokens per image
+    frames: int = 0  # clips: frames per clip the tokenizer reads (inputs (C, frames, H, W)); 0 = images
+    time_grid: int = 0  # clips: tokens along time (the tokenizer's frames / 2**time_downsample)
     dim: int = 256
     heads: int = 4
     blocks: int = 2
@@ -52,8 +54,13 @@ class MaskedModelConfig:
         check_core_settings(self)
         if self.conditioning not in ("adaln", "token"):
             raise ValueError(f"model.conditioning must be 'adaln' or 'token', got {self.conditioning!r}")
-        if self.dim % 4 != 0:
-            raise ValueError(f"model.dim must be divisible by 4 (2-D sin-cos positions), got {self.dim}")
+        if bool(self.frames) != bool(self.time_grid) or self.frames < 0 or self.time_grid < 0:
+            raise ValueError(f"a clip model needs both model.frames (frames per clip) and model.time_grid (tokens "
+                             f"along time) >= 1, an image model neither; got frames={self.frames}, "
+                             f"time_grid={self.time_grid}")
+        axes = len(self.token_grid)
+        if self.dim % (2 * axes) != 0:
+            raise ValueError(f"model.dim must be divisible by {2 * axes} ({axes}-D sin-cos positions), got {self.dim}")
         if self.latent is not None:
             if self.conditioning == "token":  # Read's windows tile the token grid: no room for a class token
                 raise ValueError("model.conditioning: token does not combine with a model.latent section (the "
@@ -63,13 +70,15 @@ class MaskedModelConfig:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """(C, H, W): the images the tokenizer turns into this model's token grid."""
-        return (self.channels, self.image_size, self.image_size)
+        """(C, H, W), or (C, frames, H, W) for clips: what the tokenizer turns into this model's token grid."""
+        time = (self.frames,) if self.frames else ()
+        return (self.channels, *time, self.image_size, self.image_size)
 
     @property
     def token_grid(self) -> tuple[int, ...]:
-        """Tokens along each axis of the tokenizer's code grid: (grid, grid)."""
-        return (self.grid, self.grid)
+        """Tokens along each axis of the tokenizer's code grid: (grid, grid), or (time_grid, grid, grid)."""
+        time = (self.time_grid,) if self.frames else ()
+        return (*time, self.grid, self.grid)
 
     @property
     def tokens(self) -> int:

@@ -17,6 +17,7 @@ class TokenizerConfig:
     path: str = "runs/tokenizers/mnist_vq"  # TOK_DIR: where `elt tokenizer train` writes and `elt train` reads
     base_channels: int = 16  # width of the first conv stage (doubled at each downsampling)
     downsample: int = 2  # stride-2 stages: the token grid is image_size / 2**downsample (28 -> 7)
+    time_downsample: int = 0  # clips: how many of the first stride-2 stages also halve time (0 for images)
     res_blocks: int = 1  # residual blocks per stage
     codebook_size: int = 256  # V: the generator's vocabulary
     code_dim: int = 16  # dimension of a codebook vector
@@ -38,6 +39,9 @@ class TokenizerConfig:
                 raise ValueError(f"tokenizer.{key} must be >= 1, got {getattr(self, key)}")
         if self.downsample < 0 or self.res_blocks < 0:
             raise ValueError("tokenizer.downsample and tokenizer.res_blocks must be >= 0")
+        if not 0 <= self.time_downsample <= self.downsample:
+            raise ValueError(f"tokenizer.time_downsample must be in 0..downsample ({self.downsample}), got "
+                             f"{self.time_downsample}")
         if not 0 < self.ema_decay < 1:
             raise ValueError(f"tokenizer.ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.lr <= 0 or self.commitment < 0:

@@ -45,8 +45,8 @@ def check_tokenizer(tok, model_cfg, image_shape: tuple | None = None) -> None:
         raise ConfigError(f"the tokenizer has {tok.codebook_size} codes but model.codebook_size="
                           f"{model_cfg.codebook_size}: set model.codebook_size (and tokenizer.codebook_size) to match")
     if tuple(tok.token_grid) != tuple(model_cfg.token_grid):
-        raise ConfigError(f"the tokenizer makes a {tok.token_grid} token grid but model.grid={model_cfg.grid}: "
-                          f"set model.grid to match")
+        raise ConfigError(f"the tokenizer makes a {tok.token_grid} token grid but the model expects "
+                          f"{model_cfg.token_grid}: set model.grid (and model.time_grid for clips) to match")
     if image_shape is not None and tuple(tok.image_shape) != tuple(image_shape):
         raise ConfigError(f"the tokenizer reads images of shape {tuple(tok.image_shape)} but the data gives "
                           f"{tuple(image_shape)}: train a tokenizer on this data (elt tokenizer train)")

@@ -12,7 +12,8 @@ SCRIPT_ATTRIBUTES = ("encode", "decode", "codebook_size", "image_shape")
 class ScriptedTokenizer(VQCodec):
     """A TorchScript tokenizer behind the VQAutoencoder interface (encode, decode, codebook_size, token_grid,
     image_shape). The scripted module must provide those, with `grid_h`/`grid_w` accepted for token_grid;
-    its own `encode` takes float images in [-1, 1], (B, C, H, W)."""
+    its own `encode` takes float images in [-1, 1], (B, C, H, W), or clips (B, C, T, H, W) with a (t, h, w)
+    token_grid (e.g. a MAGVIT-style 3-D VQ: 16x128x128 -> 4x16x16)."""
 
     def __init__(self, module: torch.jit.ScriptModule, source: str = "TorchScript module"):
         super().__init__()
@@ -34,9 +35,9 @@ class ScriptedTokenizer(VQCodec):
         except (TypeError, ValueError) as e:
             raise TokenizerError(f"{source}: codebook_size must be an int, token_grid two ints and image_shape "
                                  f"three ints ({e})") from None
-        if len(self.token_grid) != 2 or len(self.image_shape) != 3:
-            raise TokenizerError(f"{source}: token_grid must be (h, w) and image_shape (C, H, W), got "
-                                 f"{self.token_grid} and {self.image_shape}")
+        if (len(self.token_grid), len(self.image_shape)) not in ((2, 3), (3, 4)):
+            raise TokenizerError(f"{source}: token_grid must be (h, w) with image_shape (C, H, W), or (t, h, w) with "
+                                 f"(C, T, H, W) for clips, got {self.token_grid} and {self.image_shape}")
 
     @property
     def device(self) -> torch.device:

@@ -51,14 +51,19 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def save_recon_grid(model: VQAutoencoder, dataset, path: Path, pairs: int = 4, cols: int = 8) -> Path:
-    """Rows alternate originals and their reconstructions (images spread evenly over the split) -> PNG."""
+    """Rows alternate originals and their reconstructions (images spread evenly over the split) -> PNG; a clip
+    is shown as the strip of its frames."""
+    clips = len(dataset.image_shape) == 4
+    cols = 2 if clips else cols
     n = min(len(dataset), pairs * cols)
     pairs = max(1, n // cols) if n >= cols else 1
     cols = min(cols, n)
     idx = torch.linspace(0, len(dataset) - 1, pairs * cols).round().long()  # split files are often class-sorted
     images, _ = dataset.get_batch(idx)
     recon = to_uint8(model.decode(model.encode_unit(to_unit(images))))  # (n, H, W, C)
-    images = images.movedim(1, -1)  # (n, H, W, C)
+    images = images.movedim(1, -1)  # (n, H, W, C), or clips (n, T, H, W, C)
+    if clips:  # frames side by side: (n, H, T·W, C)
+        images, recon = (x.permute(0, 2, 1, 3, 4).flatten(2, 3) for x in (images, recon))
     rows = torch.stack([images.view(pairs, cols, *images.shape[1:]), recon.view(pairs, cols, *recon.shape[1:])], 1)
     tiles = rows.reshape(-1, *images.shape[1:])  # (2·pairs·cols, H, W, C)
     scale = max(1, 64 // images.shape[-2])  # by the width
