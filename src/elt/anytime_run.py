@@ -183,7 +183,7 @@ def _clip_evaluator(opts: AnytimeOptions, planned: list[_Planned]):
     from .cli.eval import clip_features
 
     cfg = planned[0].run.cfg
-    return VideoQualityEvaluator(opts.ref or cfg.data.name, opts.classifier, getattr(cfg.data, "label", "digit"),
+    return VideoQualityEvaluator(opts.ref or cfg.data.name, opts.classifier, cfg.data.label or "digit",
                                  opts.seed, fvd=clip_features(opts.features))
 
 
