@@ -137,6 +137,17 @@ ROWS = [
     Row("train a video folder without data.frames", lambda w, t, mp: _train(w, "i.yaml", t,
                                                                            f"data.name={_video_folder(t)}"),
         r"holds videos: set data.frames \(frames per clip\) and data.image_size"),
+    Row("masked time_downsample above downsample", lambda w, t, mp: _masked(t, "tokenizer.time_downsample=4"),
+        r"tokenizer.time_downsample must be in 0..downsample \(3\), got 4"),
+    Row("masked time_grid off the tokenizer", lambda w, t, mp: _masked(t, "model.time_grid=2"),
+        r"model.time_grid=2 does not match the tokenizer: 8 frames / 2\*\*tokenizer.time_downsample \(2\) = 4"),
+    Row("masked frames without time_grid", lambda w, t, mp: _masked(t, "model.time_grid=0"),
+        r"a clip model needs both model.frames .* and model.time_grid .* >= 1"),
+    Row("masked clip dim not divisible by 6", lambda w, t, mp: _masked(t, "model.dim=64"),
+        r"model.dim must be divisible by 6 \(3-D sin-cos positions\), got 64"),
+    Row("masked time_downsample on images", lambda w, t, mp: _masked(t, "model.frames=0", "model.time_grid=0",
+                                                                    "model.dim=192"),
+        r"tokenizer.time_downsample=1 is for clips, but the model reads images"),
     Row("anytime clip run with an image classifier", lambda w, t, mp: ["anytime", w.crun, "--eval", "--classifier",
                                                                    w.cls, "--out", t / "a", "--max-loops", "1"],
         r"clip runs are scored with a video classifier: pass --classifier VIDEO_CLS_DIR"),
@@ -151,6 +162,11 @@ ROWS = [
                                                               w.vcls, "--out", t / "a"],
         r"irun makes images while other runs make clips: score them in separate `elt anytime` calls"),
 ]
+
+
+def _masked(t: Path, *overrides) -> list:
+    config = Path(__file__).resolve().parents[1] / "configs" / "moving_digits_masked.yaml"
+    return ["train", config, *overrides, f"tokenizer.path={t / 'tok'}", "--out", t / "run", "--no-progress"]
 
 
 def _train(w: World, config: str, t: Path, *overrides) -> list:

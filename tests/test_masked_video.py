@@ -37,3 +37,73 @@ def test_quantizer_3d_indices_are_raster_order_t_slowest():
     assert z.shape == (1, 4, 2, 3, 4)
     _, got, _, _ = q(z, update=False)
     assert torch.equal(got, idx)
+
+
+# ---- the 3-D tokenizer, the clip model and the CLI path -----------------------------------------------------------
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from elt.data.dataset import ArrayImageDataset  # noqa: E402
+from elt.models.masked import MaskedModelConfig, MaskedTransformer  # noqa: E402
+from elt.nn.embed import sincos_at  # noqa: E402
+from elt.tokenizers.autoencoder import VQAutoencoder  # noqa: E402
+from elt.tokenizers.config import TokenizerConfig  # noqa: E402
+
+
+@pytest.mark.parametrize("down,time_down,grid", [(2, 0, (8, 8, 8)), (2, 1, (4, 8, 8)), (3, 1, (4, 4, 4)),
+                                                 (3, 3, (1, 4, 4))])
+def test_the_clip_tokenizer_halves_time_in_exactly_time_downsample_stages(down, time_down, grid):
+    """8x32x32 clips -> (8 / 2**time_downsample, 32 / 2**downsample, ...) and back to the clip shape (planted:
+    every stage striding time gives t = 1 for any time_downsample; the decoder upsampling time in the wrong
+    number of stages returns the wrong frame count)."""
+    tok = VQAutoencoder(TokenizerConfig(base_channels=4, downsample=down, time_downsample=time_down, res_blocks=0,
+                                        codebook_size=16, code_dim=4), (1, 8, 32, 32))
+    x = torch.rand(2, 1, 8, 32, 32) * 2 - 1
+    tokens = tok.encode_unit(x)
+    assert tok.token_grid == grid and tuple(tokens.shape) == (2, *grid)
+    assert tuple(tok.decode(tokens).shape) == (2, 1, 8, 32, 32)
+
+
+def test_an_image_tokenizer_keeps_its_2d_layers():
+    tok = VQAutoencoder(TokenizerConfig(base_channels=4, downsample=2, codebook_size=16, code_dim=4), (1, 28, 28))
+    assert tok.token_grid == (7, 7) and isinstance(tok.encoder.net[0], torch.nn.Conv2d)
+
+
+def test_clip_model_positions_follow_the_tokenizers_raster_order():
+    """Token i of a (t, h, w) grid sits at (i // (h·w), i // w % h, i % w): the model's position row i is the
+    sin-cos of that coordinate (planted: a grid listed as (h, w, t) fails)."""
+    cfg = MaskedModelConfig(image_size=32, channels=1, frames=8, time_grid=2, codebook_size=16, grid=4, dim=24,
+                            heads=2, blocks=1)
+    model = MaskedTransformer(cfg)
+    assert cfg.token_grid == (2, 4, 4) and cfg.input_shape == (1, 8, 32, 32)
+    coords = torch.tensor([[i // 16, i // 4 % 4, i % 4] for i in range(32)], dtype=torch.float64)
+    assert torch.allclose(model.pos[0], sincos_at(24, coords).float(), atol=1e-6)
+    logits = model(torch.randint(0, 16, (2, 32)), torch.tensor([0, 1]), 1)
+    assert tuple(logits.shape) == (2, 32, 16)
+
+
+def _stand_in(monkeypatch, tmp_path):
+    images = np.zeros((20, 28, 28), np.uint8)
+    for i in range(20):
+        images[i, 6:22, 8:10 + i % 10] = 255
+    monkeypatch.setattr("elt.data.load_mnist", lambda split, cache_dir=None, download=True: ArrayImageDataset(
+        images[:, None], np.arange(20) % 10, [str(d) for d in range(10)]))
+    monkeypatch.setenv("ELT_CACHE", str(tmp_path / "cache"))
+
+
+def test_a_masked_clip_run_trains_and_samples_clips_from_the_cli(tiny_cfg_dict, tmp_path, monkeypatch):
+    from elt.cli import main
+
+    _stand_in(monkeypatch, tmp_path)
+    d = yaml.safe_load(open("configs/moving_digits_masked.yaml"))
+    d["tokenizer"] |= {"path": str(tmp_path / "tok"), "steps": 2, "base_channels": 4, "batch_size": 4}
+    d["model"] |= {"dim": 24, "heads": 2, "blocks": 1}
+    d["train"] |= {"steps": 2, "batch_size": 4, "max_minutes": 0}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(d))
+    assert main(["tokenizer", "train", str(tmp_path / "c.yaml"), "--no-progress"]) == 0
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert main(["sample", str(tmp_path / "run"), "--labels", "3", "4", "--steps", "2",
+                 "--out", str(tmp_path / "s.npz")]) == 0
+    clips = np.load(tmp_path / "s.npz")["arr_0"]
+    assert clips.shape == (2, 8, 32, 32, 1) and clips.dtype == np.uint8  # N, T, H, W, C
