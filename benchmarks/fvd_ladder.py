@@ -1,7 +1,7 @@
 """FVD sanity ladder on moving digits: real test clips, then the same clips blurred, frame-shuffled and replaced
 by noise, each against the same real train clips. A working FVD orders them real < blurred < shuffled < noise.
 
-    python benchmarks/fvd_ladder.py --n 128 --reference 256 --out docs/results/moving_digits/fvd_ladder.json
+    python benchmarks/fvd_ladder.py --n 64 --reference 128 --out docs/results/moving_digits/fvd_ladder.json
 """
 from __future__ import annotations
 
@@ -57,9 +57,11 @@ def main() -> None:
     noise = torch.randint(0, 256, real.shape, generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     rungs = {"real vs real": real, "blurred (σ = 1 px)": blur(real), "frame-shuffled": shuffle_frames(real),
              "uniform noise": noise}
+    from elt.eval.reference import cached_features
+
     feats = I3DFeatures()
     t0 = time.perf_counter()
-    ref_f = feats(ref, desc="i3d reference")
+    ref_f = cached_features(feats.name, ref, lambda c: feats(c, desc="i3d reference"))  # shared with `elt eval`
     rows = []
     for name, clips in rungs.items():
         value = fvd(ref_f, feats(clips, desc=f"i3d {name}"))

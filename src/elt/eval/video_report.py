@@ -11,7 +11,7 @@ split (a fixed permutation; n = the samples' count) exactly as for the samples. 
 - `direction_accuracy` (labels with a direction, `digit_dir`): the fitted start velocity's quadrant equals the
   label's quadrant;
 - `fvd` (with `fvd=True`): the Fréchet distance in the Kinetics I3D's features (`elt.eval.i3d`) against the
-  first `fvd_reference` reference clips, its floor from the same n real test clips; the I3D protocol (resize,
+  first `fvd_reference` train clips (default min(512, max(128, 2n))), its floor from the same n real test clips; the I3D protocol (resize,
   frame stretching, weights hash) is recorded. Grey 32-px digits upsampled to 224 px are far from Kinetics:
   read FVD here as a generic video distance beside the in-domain measures.
 """
@@ -44,7 +44,7 @@ class VideoQualityEvaluator:
 
     def __init__(self, ref: str, classifier: str, label_kind: str = "digit", seed: int = 0,
                  reference_clips: int = 2000, cache_dir: str | os.PathLike | None = None, fvd: bool = False,
-                 i3d_weights: str | None = None, fvd_reference: int = 512):
+                 i3d_weights: str | None = None, fvd_reference: int | None = None):
         if label_kind not in LABEL_KINDS:
             raise DataError(f"label kind must be one of {', '.join(LABEL_KINDS)}, got {label_kind!r}")
         self.ref, self.label_kind, self.seed, self.cache_dir = ref, label_kind, seed, cache_dir
@@ -65,7 +65,7 @@ class VideoQualityEvaluator:
             from .i3d import I3DFeatures
 
             self.i3d = I3DFeatures(i3d_weights, cache_dir=cache_dir)
-            self.fvd_reference = min(fvd_reference, len(self.ref_clips))
+        self.fvd_reference = fvd_reference  # None: min(512, max(128, 2n)) for n samples (I3D costs ~1 s a clip)
 
     @staticmethod
     def headline(report: dict) -> dict:
@@ -105,10 +105,11 @@ class VideoQualityEvaluator:
 
         def cached(x):
             return cached_features(self.i3d.name, x, lambda c: self.i3d(c), self.cache_dir)
-        ref = cached(self.ref_clips[:self.fvd_reference])
+        size = self.fvd_reference or min(512, max(128, 2 * len(clips)))
+        ref = cached(self.ref_clips[:size])
         return {"fvd": fvd(ref, self.i3d(clips)), "fvd_real_floor": fvd(ref, cached(real_clips)),
-                "fvd_protocol": f"{self.i3d.protocol}; reference: the first {self.fvd_reference} train clips; "
-                                f"floor: {len(real_clips)} real test clips"}
+                "fvd_protocol": f"{self.i3d.protocol}; reference: the first {min(size, len(self.ref_clips))} train "
+                                f"clips; floor: {len(real_clips)} real test clips"}
 
     def evaluate(self, samples: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> dict:
         """uint8 clips (N, T, H, W, C) and their labels -> metrics dict with floors (module docstring)."""
