@@ -148,6 +148,15 @@ ROWS = [
     Row("masked time_downsample on images", lambda w, t, mp: _masked(t, "model.frames=0", "model.time_grid=0",
                                                                     "model.dim=192"),
         r"tokenizer.time_downsample=1 is for clips, but the model reads images"),
+    Row("sample --mp4 on an image run", lambda w, t, mp: ["sample", w.irun, "--out", t / "s.npz", "--mp4",
+                                                         t / "s.mp4"],
+        r"--mp4 is for clip runs; \S*irun makes images: use --grid FILE.png"),
+    Row("sample --grid png on a clip run", lambda w, t, mp: ["sample", w.crun, "--out", t / "s.npz", "--grid",
+                                                             t / "s.png"],
+        r"--grid \S*s.png does not end in .gif"),
+    Row("sample --mp4 without PyAV", lambda w, t, mp: _no_av(t, mp, ["sample", w.crun, "--out", t / "s.npz",
+                                                                     "--mp4", t / "s.mp4"]),
+        r"videos \(reading video folders, writing MP4\) need PyAV: pip install 'elt\[video\]'"),
     Row("anytime clip run with an image classifier", lambda w, t, mp: ["anytime", w.crun, "--eval", "--classifier",
                                                                    w.cls, "--out", t / "a", "--max-loops", "1"],
         r"clip runs are scored with a video classifier: pass --classifier VIDEO_CLS_DIR"),
@@ -185,6 +194,13 @@ def _video_folder(t: Path) -> Path:
         for packet in stream.encode():
             out.mux(packet)
     return t / "vids"
+
+
+def _no_av(t: Path, mp: pytest.MonkeyPatch, argv: list) -> list:
+    import sys
+
+    mp.setitem(sys.modules, "av", None)  # import av -> ImportError
+    return argv
 
 
 def _no_i3d(w: World, t: Path, mp: pytest.MonkeyPatch) -> list:

@@ -48,17 +48,24 @@ def save_png(array: np.ndarray, path: str | Path, scale: int = 1,
     return path
 
 
-def sample_sheet(images: torch.Tensor, num_classes: int, per_class: int | None) -> np.ndarray:
-    """The grid `elt sample --grid` writes: with `per_class` samples of each class in class order, a row per
-    class (at most 16 columns); otherwise rows of 16 in sample order (a partial last row is left out).
-    images: uint8 (N, H, W, C) -> uint8 grid (rows·(H+2)+2, cols·(W+2)+2, C)."""
-    if per_class is not None and per_class * num_classes == len(images):
+def sheet_layout(n: int, num_classes: int, per_class: int | None) -> tuple[torch.Tensor, int, int]:
+    """Which samples a sample sheet shows, row-major, and its (rows, cols): with `per_class` samples of each
+    class in class order, a row per class (at most 16 columns); otherwise rows of 16 in sample order (a partial
+    last row is left out)."""
+    if per_class is not None and per_class * num_classes == n:
         cols = min(per_class, 16)
         idx = torch.arange(num_classes)[:, None] * per_class + torch.arange(cols)[None]
-        return make_grid(images[idx.flatten()], num_classes, cols)
-    cols = min(16, len(images))
-    rows = len(images) // cols
-    return make_grid(images[: rows * cols], rows, cols)
+        return idx.flatten(), num_classes, cols
+    cols = min(16, n)
+    rows = n // cols
+    return torch.arange(rows * cols), rows, cols
+
+
+def sample_sheet(images: torch.Tensor, num_classes: int, per_class: int | None) -> np.ndarray:
+    """The grid `elt sample --grid` writes (layout: `sheet_layout`).
+    images: uint8 (N, H, W, C) -> uint8 grid (rows·(H+2)+2, cols·(W+2)+2, C)."""
+    idx, rows, cols = sheet_layout(len(images), num_classes, per_class)
+    return make_grid(images[idx], rows, cols)
 
 
 def loop_sheet(columns: list[torch.Tensor], loop_counts: list[int], path: str | Path) -> Path:

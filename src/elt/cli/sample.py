@@ -25,7 +25,8 @@ def add_parser(sub) -> None:
     s.add_argument("--batch-size", type=int, default=None,
                    help="samples per forward batch (default: 500 flow, 128 masked; results do not depend on it)")
     s.add_argument("--out", required=True, help="FILE.npz (FILE.json is written beside it)")
-    s.add_argument("--grid", help="also write a PNG grid")
+    s.add_argument("--grid", help="also write a grid: PNG for images, an animated GIF for clips")
+    s.add_argument("--mp4", help="clip runs: also write the grid as an H.264 MP4 (needs PyAV: elt[video])")
     s.set_defaults(func=run)
 
 
@@ -40,11 +41,19 @@ def run(args) -> None:
     if sidecar_path(out).is_dir():
         raise ConfigError(f"--out {out}: the record {sidecar_path(out)} written beside it is a folder: move it "
                           f"away or choose another --out name")
-    if args.grid:
-        output_file("--grid", args.grid, ".png", "grid.png")
     check_seed(args.seed)
     loaded = load_run(args.run_dir)
     cfg = loaded.cfg
+    clips = bool(getattr(cfg.model, "frames", 0))
+    if args.grid:
+        output_file("--grid", args.grid, ".gif" if clips else ".png", "grid.gif" if clips else "grid.png")
+    if args.mp4:
+        if not clips:
+            raise ConfigError(f"--mp4 is for clip runs; {args.run_dir} makes images: use --grid FILE.png")
+        output_file("--mp4", args.mp4, ".mp4", "grid.mp4")
+        from ..data.video_folder import import_av
+
+        import_av()  # before sampling: a missing PyAV must not cost the samples
     if args.batch_size is not None:
         at_least_1("--batch-size", args.batch_size)
     labels = class_labels(args.labels, args.per_class, cfg.model.num_classes)
@@ -68,7 +77,16 @@ def run(args) -> None:
     record = sample_record(args.run_dir, loaded.step, loops, steps, guidance, args.seed, labels, args.precision,
                            args.batch_size, dt, gflops, uncond, args.latents, args.uncond_latents, kind)
     print(f"wrote {write_sidecar(out, record)} ({gflops:.4g} GFLOPs per sample)")
-    if args.grid:
-        per_class = None if args.labels else args.per_class
+    per_class = None if args.labels else args.per_class
+    if args.grid and clips:
+        from ..video_out import clip_sheet, write_gif_grid
+
+        write_gif_grid(clip_sheet(images, cfg.model.num_classes, per_class), args.grid)
+        print(f"wrote grid {args.grid}")
+    elif args.grid:
         save_png(sample_sheet(images, cfg.model.num_classes, per_class), args.grid, scale=2)
         print(f"wrote grid {args.grid}")
+    if args.mp4:
+        from ..video_out import clip_sheet, write_mp4
+
+        print(f"wrote {write_mp4(clip_sheet(images, cfg.model.num_classes, per_class), args.mp4)}")

@@ -29,7 +29,8 @@ def import_av():
     try:
         import av
     except ImportError:
-        raise DataError("reading videos needs PyAV: pip install 'elt[video]' (or pip install av)") from None
+        raise DataError("videos (reading video folders, writing MP4) need PyAV: pip install 'elt[video]' (or pip "
+                        "install av)") from None
     return av
 
 
