@@ -158,3 +158,21 @@ def tiny_latent_run(tiny_cfg_dict, tmp_path, monkeypatch):
     assert main(["train", str(tmp_path / "c.yaml"), "train.steps=3", "train.lr=0.01", "--out", str(run),
                  "--no-progress"]) == 0
     return tmp_path / "c.yaml", run
+
+
+def assert_one_clear_line(argv: list, message: str, roots: tuple[Path, ...], capsys) -> None:
+    """`elt argv` fails with exit code 2 and one `elt: error:` line matching `message`, and nothing under the
+    roots changed (the bad-input tables' contract)."""
+    import re
+
+    from elt.cli import main
+
+    before = tree_snapshot(*roots)
+    capsys.readouterr()
+    rc = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert rc == 2, f"exit code {rc}, stderr: {err!r}"
+    assert len(lines) == 1 and lines[0].startswith("elt: error: "), f"not one `elt: error:` line: {err!r}"
+    assert re.search(message, lines[0]), f"{lines[0]!r} does not match {message!r}"
+    assert tree_snapshot(*roots) == before, "files changed, appeared or vanished"

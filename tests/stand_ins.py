@@ -38,3 +38,14 @@ def load_truncated(big: nn.Module, small: nn.Module, latents: int) -> nn.Module:
     state[key] = state[key][:latents].clone()
     small.load_state_dict(state)
     return small
+
+
+def bar_digits(n: int = 40):
+    """Stand-in MNIST digits (n, 28, 28) uint8 and labels (n,): a bright bar whose width encodes the label."""
+    import numpy as np
+
+    labels = np.arange(n) % 10
+    images = np.zeros((n, 28, 28), np.uint8)
+    for i, y in enumerate(labels):
+        images[i, 8:20, 10:12 + y] = 255
+    return images, labels

@@ -3,7 +3,6 @@
 nothing on disk changed (the same contract as tests/test_bad_inputs_eval.py)."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -13,17 +12,10 @@ import pytest
 import torch
 import yaml
 
-from conftest import tree_snapshot
+from conftest import assert_one_clear_line
 from elt.cli import main
 from elt.data.dataset import ArrayImageDataset
-
-
-def _digits(n: int = 40):
-    labels = np.arange(n) % 10
-    images = np.zeros((n, 28, 28), np.uint8)
-    for i, y in enumerate(labels):
-        images[i, 8:20, 10:12 + y] = 255
-    return images, labels
+from stand_ins import bar_digits
 
 
 @dataclass
@@ -41,7 +33,7 @@ class World:
 def world(tmp_path_factory, tiny_cfg_dict) -> World:
     mp = pytest.MonkeyPatch()
     root = tmp_path_factory.mktemp("video_world")
-    images, labels = _digits()
+    images, labels = bar_digits()
     mp.setattr("elt.data.load_mnist", lambda split, cache_dir=None, download=True: ArrayImageDataset(
         images[:, None], labels, [str(d) for d in range(10)]))
     mp.setenv("ELT_CACHE", str(root / "cache"))
@@ -223,21 +215,12 @@ def _broken_judge(w: World, t: Path) -> Path:
 def test_bad_clip_scoring_input_gets_one_clear_line(row: Row, world: World, tmp_path, tmp_path_factory,
                                                     monkeypatch, capsys):
     monkeypatch.setenv("ELT_CACHE", str(world.root / "cache"))
-    images, labels = _digits()
+    images, labels = bar_digits()
     monkeypatch.setattr("elt.data.load_mnist", lambda split, cache_dir=None, download=True: ArrayImageDataset(
         images[:, None], labels, [str(d) for d in range(10)]))
     here = tmp_path / "row"
     here.mkdir()
-    argv = [str(a) for a in row.build(world, here, monkeypatch)]
-    before = tree_snapshot(world.root, here)
-    capsys.readouterr()
-    rc = main(argv)
-    err = capsys.readouterr().err
-    lines = err.splitlines()
-    assert rc == 2, f"exit code {rc}, stderr: {err!r}"
-    assert len(lines) == 1 and lines[0].startswith("elt: error: "), f"not one `elt: error:` line: {err!r}"
-    assert re.search(row.message, lines[0]), f"{lines[0]!r} does not match {row.message!r}"
-    assert tree_snapshot(world.root, here) == before, "files changed, appeared or vanished"
+    assert_one_clear_line(row.build(world, here, monkeypatch), row.message, (world.root, here), capsys)
 
 
 def test_rows_are_distinct():

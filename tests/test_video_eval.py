@@ -12,19 +12,11 @@ import torch
 from elt.data.dataset import ArrayImageDataset
 from elt.data.moving_digits import MOVING_DIGITS, MovingDigits, MovingDigitsSpec
 from elt.eval.video_metrics import centroid_tracks, fit_bounce, fold, frame_agreement, motion_error, quadrant
-
-
-def _digits(n: int = 40):
-    """Stand-in digits (n, 28, 28): a bright bar whose length encodes the label (a compact bright blob)."""
-    labels = np.arange(n) % 10
-    images = np.zeros((n, 28, 28), np.uint8)
-    for i, y in enumerate(labels):
-        images[i, 8:20, 10:12 + y] = 255
-    return images, labels
+from stand_ins import bar_digits
 
 
 def _clips(n: int = 60, seed: int = 0, spec: MovingDigitsSpec | None = None):
-    images, labels = _digits()
+    images, labels = bar_digits()
     ds = MovingDigits(images, labels, spec or MOVING_DIGITS["moving-digits"], seed=seed, split="test", n=n)
     clips, y = ds.get_batch(torch.arange(n))
     return ds, clips[:, 0].numpy(), y.numpy()  # (N, T, H, W)
@@ -78,7 +70,7 @@ def test_frame_agreement_counts_label_matches_and_majority_matches():
 
 
 def test_clip_targets_give_the_digit_and_the_direction_quadrant_whatever_the_label():
-    images, labels = _digits()
+    images, labels = bar_digits()
     spec = MOVING_DIGITS["moving-digits"]
     by_dir = MovingDigits(images, labels, spec, seed=1, label="digit_dir", n=30)
     plain = MovingDigits(images, labels, spec, seed=1, label="digit", n=30)
@@ -90,7 +82,7 @@ def test_clip_targets_give_the_digit_and_the_direction_quadrant_whatever_the_lab
 
 @pytest.fixture
 def stand_in_mnist(monkeypatch, tmp_path):
-    images, labels = _digits(60)
+    images, labels = bar_digits(60)
     monkeypatch.setattr("elt.data.load_mnist", lambda split, cache_dir=None, download=True: ArrayImageDataset(
         images[:, None], labels, [str(d) for d in range(10)]))
     monkeypatch.setenv("ELT_CACHE", str(tmp_path / "cache"))
