@@ -17,7 +17,15 @@ COLUMNS = [("class_consistency", "class-cons.", lambda v: f"{100 * v:.1f}%"),
            ("inception_precision", "P (Incep.)", lambda v: f"{v:.2f}"),
            ("inception_recall", "R (Incep.)", lambda v: f"{v:.2f}"),
            ("classifier_precision", "P (cls)", lambda v: f"{v:.2f}"),
-           ("classifier_recall", "R (cls)", lambda v: f"{v:.2f}")]
+           ("classifier_recall", "R (cls)", lambda v: f"{v:.2f}"),
+           # clip runs (elt.eval.video_report)
+           ("fd_video", "FD-video", lambda v: f"{v:.2f}"),
+           ("frame_class_consistency", "frame class-cons.", lambda v: f"{100 * v:.1f}%"),
+           ("identity_persistence", "persistence", lambda v: f"{100 * v:.1f}%"),
+           ("clip_class_consistency", "clip class-cons.", lambda v: f"{100 * v:.1f}%"),
+           ("motion_error_px", "motion err. (px)", lambda v: f"{v:.2f}"),
+           ("direction_accuracy", "direction acc.", lambda v: f"{100 * v:.1f}%"),
+           ("fvd", "FVD", lambda v: f"{v:.1f}")]
 
 
 def table(paths: list[str]) -> str:

@@ -105,7 +105,8 @@ class InceptionI3d(nn.Module):
 
 
 def unit_names(net: InceptionI3d) -> dict[str, Unit3D]:
-    """Checkpoint scope name -> unit: `Conv3d_1a_7x7`, `Mixed_3b.Branch_0/Conv3d_0a_1x1`, ..., `Logits/Conv3d_0c_1x1`."""
+    """Checkpoint scope name -> unit: `Conv3d_1a_7x7`, `Mixed_3b.Branch_0/Conv3d_0a_1x1`, ...,
+    `Logits/Conv3d_0c_1x1`."""
     units = {name: u for name, u in net.stem.items()}
     for mixed, module in net.mixed.items():
         units.update({f"{mixed}.{branch}": u for branch, u in module.branches.items()})

@@ -11,8 +11,8 @@ split (a fixed permutation; n = the samples' count) exactly as for the samples. 
 - `direction_accuracy` (labels with a direction, `digit_dir`): the fitted start velocity's quadrant equals the
   label's quadrant;
 - `fvd` (with `fvd=True`): the Fréchet distance in the Kinetics I3D's features (`elt.eval.i3d`) against the
-  first `fvd_reference` train clips (default min(512, max(128, 2n))), its floor from the same n real test clips; the I3D protocol (resize,
-  frame stretching, weights hash) is recorded. Grey 32-px digits upsampled to 224 px are far from Kinetics:
+  first `fvd_reference` train clips (default min(512, max(128, 2n))), its floor from the same n real test
+  clips; the I3D protocol (resize, frame stretching, weights hash) is recorded. Grey 32-px digits upsampled to 224 px are far from Kinetics:
   read FVD here as a generic video distance beside the in-domain measures.
 """
 from __future__ import annotations
@@ -148,7 +148,8 @@ class VideoQualityEvaluator:
         return out
 
 
-VIDEO_HEADLINE = ("n", "fd_video", "fd_video_real_floor", "fvd", "fvd_real_floor", "clip_class_consistency", "frame_class_consistency",
+VIDEO_HEADLINE = ("n", "fd_video", "fd_video_real_floor", "fvd", "fvd_real_floor", "clip_class_consistency",
+                  "clip_class_consistency_real_floor", "frame_class_consistency",
                   "frame_class_consistency_real_floor", "identity_persistence", "identity_persistence_real_floor",
                   "motion_error_px", "motion_error_px_real_floor", "direction_accuracy",
                   "direction_accuracy_real_floor")
