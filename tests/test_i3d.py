@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from elt.data import DataError
 from elt.eval import i3d
-from elt.eval.i3d_net import BN_EPS, InceptionI3d, Unit3D, max_pool_same, same_pads, unit_names
+from elt.eval.i3d_net import BN_EPS, InceptionI3d, max_pool_same, same_pads, unit_names
 
 
 @pytest.mark.parametrize("n,k,s,expected", [(7, 3, 2, [1, 1]), (8, 3, 2, [0, 1]), (224, 7, 2, [2, 3]),

@@ -96,17 +96,17 @@ def _apply(net: nn.Module, fn, clips: torch.Tensor, batch_size: int = 256) -> to
     return torch.cat(out) if out else torch.empty(0)
 
 
-def embed_clips(judge: VideoJudge, clips: torch.Tensor) -> np.ndarray:
+def embed_clips(net: VideoClassifier, clips: torch.Tensor) -> np.ndarray:
     """uint8 clips (N, T, H, W, C) -> (N, 128) float32 features."""
-    return _apply(judge.net, judge.net.features, clips).numpy().astype(np.float32)
+    return _apply(net, net.features, clips).numpy().astype(np.float32)
 
 
-def predict_clips(judge: VideoJudge, clips: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def predict_clips(net: VideoClassifier, clips: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """uint8 clips (N, T, H, W, C) -> (digit (N,), direction quadrant (N,)) predictions of the video network."""
     def both(x):
-        d, q = judge.net(x)
+        d, q = net(x)
         return torch.stack([d.argmax(1), q.argmax(1)], 1)
-    out = _apply(judge.net, both, clips)
+    out = _apply(net, both, clips)
     return out[:, 0].numpy(), out[:, 1].numpy()
 
 
@@ -148,8 +148,7 @@ def train_video_classifier(train: tuple[torch.Tensor, torch.Tensor, torch.Tensor
                     bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     net.eval()
     tc, td, tq = test
-    judge = VideoJudge(net, None, {}, Path("."))  # type: ignore[arg-type]
-    pd, pq = predict_clips(judge, tc.movedim(1, -1))
+    pd, pq = predict_clips(net, tc.movedim(1, -1))  # (N, C, T, H, W) -> channels-last
     return net, {"digit_accuracy": float((pd == td.numpy()).mean()),
                  "direction_accuracy": float((pq == tq.numpy()).mean())}
 

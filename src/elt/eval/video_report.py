@@ -12,8 +12,8 @@ split (a fixed permutation; n = the samples' count) exactly as for the samples. 
   label's quadrant;
 - `fvd` (with `fvd=True`): the Fréchet distance in the Kinetics I3D's features (`elt.eval.i3d`) against the
   first `fvd_reference` train clips (default min(512, max(128, 2n))), its floor from the same n real test
-  clips; the I3D protocol (resize, frame stretching, weights hash) is recorded. Grey 32-px digits upsampled to 224 px are far from Kinetics:
-  read FVD here as a generic video distance beside the in-domain measures.
+  clips; the I3D protocol (resize, frame stretching, weights hash) is recorded. Grey 32-px digits upsampled
+  to 224 px are far from Kinetics: read FVD here as a generic video distance beside the in-domain measures.
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class VideoQualityEvaluator:
     def _reference_features(self) -> np.ndarray:
         if self._ref_feats is None:
             self._ref_feats = cached_features(self.extractor_id, self.ref_clips,
-                                              lambda x: embed_clips(self.judge, x), self.cache_dir)
+                                              lambda x: embed_clips(self.judge.net, x), self.cache_dir)
         return self._ref_feats
 
     def _split_label(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -90,7 +90,7 @@ class VideoQualityEvaluator:
     def _measures(self, clips: torch.Tensor, digits: np.ndarray, quads: np.ndarray | None) -> dict:
         """Every measure except the Fréchet distance, for clips (N, T, H, W, C) with their targets."""
         out = frame_agreement(predict_frames(self.judge, clips), digits)
-        pd, _ = predict_clips(self.judge, clips)
+        pd, _ = predict_clips(self.judge.net, clips)
         out["clip_class_consistency"] = float((pd == digits).mean())
         motion = motion_error(clips.numpy(), self.judge.digit_size, self.judge.record.get("speed_max", 3.0) + 1)
         out["motion_error_px"] = motion["motion_error_px"]
@@ -127,9 +127,9 @@ class VideoQualityEvaluator:
         m = min(n, len(self.floor[0]))
         ref_stats = feature_stats(self._reference_features())
         real_clips, _, real_digits, real_quads = (a[:m] for a in self.floor)
-        out: dict = {"n": n, "fd_video": frechet_distance(*feature_stats(embed_clips(self.judge, clips)), *ref_stats),
-                     "fd_video_real_floor": frechet_distance(*feature_stats(embed_clips(self.judge, real_clips)),
-                                                             *ref_stats)}
+        def fd(x: torch.Tensor) -> float:
+            return frechet_distance(*feature_stats(embed_clips(self.judge.net, x)), *ref_stats)
+        out: dict = {"n": n, "fd_video": fd(clips), "fd_video_real_floor": fd(real_clips)}
         digits, quads = self._split_label(labels)
         out.update(self._measures(clips, digits, quads))
         floor = self._measures(real_clips, real_digits.numpy(),
