@@ -49,3 +49,30 @@ def bar_digits(n: int = 40):
     for i, y in enumerate(labels):
         images[i, 8:20, 10:12 + y] = 255
     return images, labels
+
+
+LEVEL = 20  # write_video paints frame t at brightness LEVEL·t
+
+
+def write_video(path, frames: int, h: int = 24, w: int = 32):
+    """An mpeg4 video of `frames` grey-level frames (frame t has value LEVEL·t) with a white top-left 8x8 square
+    (PyAV, the `video` extra)."""
+    from pathlib import Path
+
+    import av
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"qscale": "1"}
+        for t in range(frames):
+            img = np.full((h, w, 3), LEVEL * t, np.uint8)
+            img[:8, :8] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path

@@ -15,7 +15,7 @@ import yaml
 from conftest import assert_one_clear_line
 from elt.cli import main
 from elt.data.dataset import ArrayImageDataset
-from stand_ins import bar_digits
+from stand_ins import bar_digits, write_video
 
 
 @dataclass
@@ -175,16 +175,8 @@ def _train(w: World, config: str, t: Path, *overrides) -> list:
 
 
 def _video_folder(t: Path) -> Path:
-    av = pytest.importorskip("av")
-    folder = t / "vids" / "a"
-    folder.mkdir(parents=True)
-    with av.open(str(folder / "x.mp4"), "w") as out:
-        stream = out.add_stream("mpeg4", rate=10)
-        stream.width, stream.height = 16, 16
-        for packet in stream.encode(av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")):
-            out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    pytest.importorskip("av")
+    write_video(t / "vids" / "a" / "x.mp4", 1, 16, 16)
     return t / "vids"
 
 

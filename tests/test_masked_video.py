@@ -107,3 +107,24 @@ def test_a_masked_clip_run_trains_and_samples_clips_from_the_cli(tiny_cfg_dict, 
                  "--out", str(tmp_path / "s.npz")]) == 0
     clips = np.load(tmp_path / "s.npz")["arr_0"]
     assert clips.shape == (2, 8, 32, 32, 1) and clips.dtype == np.uint8  # N, T, H, W, C
+
+
+def test_a_masked_clip_run_trains_on_a_video_folder_with_its_data_keys(tmp_path):
+    """The clip keys (data.frames, ...) reach the tokenizer's own training as they reach the generator's
+    (planted: tokenizer training opening the data without them fails: "holds videos: set data.frames"), and
+    `elt tokenizer eval` reopens the clips the tokenizer was trained on."""
+    pytest.importorskip("av")
+    from elt.cli import main
+    from stand_ins import write_video
+
+    for c in ("a", "b"):
+        write_video(tmp_path / "vids" / "train" / c / "v.avi", 10, 32, 32)
+        write_video(tmp_path / "vids" / "test" / c / "v.avi", 10, 32, 32)
+    d = yaml.safe_load(open("configs/moving_digits_masked.yaml"))
+    d["data"] = {"name": str(tmp_path / "vids"), "frames": 8, "image_size": 32, "channels": 1}
+    d["tokenizer"] |= {"path": str(tmp_path / "tok"), "steps": 2, "base_channels": 4, "batch_size": 2}
+    d["model"] |= {"dim": 24, "heads": 2, "blocks": 1, "num_classes": 2}
+    d["train"] |= {"steps": 1, "batch_size": 2, "max_minutes": 0}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(d))
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert main(["tokenizer", "eval", str(tmp_path / "tok")]) == 0

@@ -14,24 +14,7 @@ from elt.data.dataset import ArrayImageDataset
 from elt.errors import DataError
 
 av = pytest.importorskip("av")
-LEVEL = 20  # frame t is painted at brightness LEVEL * t (+ a bright square marking the top-left)
-
-
-def write_video(path: Path, frames: int, h: int = 24, w: int = 32) -> Path:
-    """An mpeg4 .avi of `frames` grey-level frames (frame t has value LEVEL·t) with a white top-left square."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"qscale": "1"}
-        for t in range(frames):
-            img = np.full((h, w, 3), LEVEL * t, np.uint8)
-            img[:8, :8] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+from stand_ins import LEVEL, write_video  # frame t is painted at LEVEL·t, with a white top-left square
 
 
 def frame_ids(clip: torch.Tensor) -> list[int]:

@@ -47,7 +47,8 @@ def train_from_config(cfg, out: str | None = None, force: bool = False, progress
     device = getattr(train_cfg, "device", "auto")
     out_dir = Path(out or tcfg.path)
     metrics = train_tokenizer(tcfg, cfg.data.name, out_dir, image_size=cfg.data.image_size,
-                              channels=cfg.data.channels, progress=progress, overwrite=force, device=device)
+                              channels=cfg.data.channels, progress=progress, overwrite=force, device=device,
+                              data_options=cfg.data_options)
     print(f"tokenizer written to {out_dir} in {metrics['train_minutes']:.1f} min ({metrics['steps']} steps, "
           f"stopped by {metrics['stop']})")
     print(describe(metrics))
@@ -81,11 +82,15 @@ def evaluate_dir(tok_path: str, data: str | None = None, split: str = "test", ba
     from .pretrained import load_tokenizer, read_record
 
     tok = load_tokenizer(tok_path)
+    saved = read_record(tok_path).get("data", {}) if Path(tok_path).is_dir() else {}
     if data is None:
-        saved = read_record(tok_path).get("data", {}) if Path(tok_path).is_dir() else {}
         data = saved.get("name") or "mnist"
-    c, h, w = tok.image_shape
-    ds = load_dataset(data, split, image_size=h if h == w else None, channels=c)
+    if len(tok.image_shape) == 4 and data == saved.get("name"):  # clips: the data exactly as it was trained on
+        size = {"image_size": saved.get("image_size"), "channels": saved.get("channels"), **saved.get("options", {})}
+    else:
+        c, *_, h, w = tok.image_shape
+        size = {"image_size": h if h == w else None, "channels": c}
+    ds = load_dataset(data, split, **size)
     metrics = evaluate_tokenizer(tok, ds, batch_size=batch_size, progress=progress)
     metrics.update({"data": data, "split": split, "tokenizer": str(tok_path)})
     return metrics

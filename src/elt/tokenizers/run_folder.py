@@ -100,7 +100,7 @@ def ensure_run_codes(cfg, data, run_dir, dist, progress: bool = True) -> CodeDat
             print(f"no tokenizer at {source}: training it first (the same as `elt tokenizer train CONFIG "
                   f"--out {source}`)", file=sys.stderr)
             train_tokenizer(cfg.tokenizer, cfg.data.name, source, image_size=cfg.data.image_size,
-                            channels=cfg.data.channels, progress=progress)
+                            channels=cfg.data.channels, progress=progress, data_options=cfg.data_options)
         # check it before copying: a bad tokenizer.path never lands in the run folder
         check_tokenizer(load_tokenizer(loadable(source)), cfg.model, tuple(data.image_shape))
         copy_tokenizer(source, own)

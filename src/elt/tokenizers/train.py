@@ -70,10 +70,11 @@ def save_recon_grid(model: VQAutoencoder, dataset, path: Path, pairs: int = 4, c
     return save_png(make_grid(tiles.numpy(), 2 * pairs, cols), path, scale=scale)
 
 
-def _eval_split(data_name: str, image_size, channels, train_data):
+def _eval_split(data_name: str, image_size, channels, train_data, data_options: dict | None = None):
     """The test split, or the train split (recorded as such) for an image folder without one."""
     try:
-        return load_dataset(data_name, "test", image_size=image_size, channels=channels), "test"
+        return load_dataset(data_name, "test", image_size=image_size, channels=channels,
+                            **(data_options or {})), "test"
     except DataError as e:
         if "no `test` sub-folder" not in str(e):
             raise
@@ -103,9 +104,10 @@ def not_a_tokenizer_dir(path: Path) -> str | None:
 
 def train_tokenizer(tcfg: TokenizerConfig, data_name: str, out_dir, image_size: int | None = None,
                     channels: int | None = None, progress: bool = True, overwrite: bool = False,
-                    device: str | torch.device | None = "auto") -> dict:
+                    device: str | torch.device | None = "auto", data_options: dict | None = None) -> dict:
     """Train on `data_name`'s train split, evaluate on its test split, write out_dir (config.yaml,
-    model.safetensors, metrics.json, recon.png, log.jsonl) and return the metrics."""
+    model.safetensors, metrics.json, recon.png, log.jsonl) and return the metrics. `data_options`: the further
+    `load_dataset` keywords of the config's data section (`Config.data_options`: clip length, labels, ...)."""
     tcfg.validate()
     out_dir = Path(out_dir)
     if out_dir.exists():
@@ -118,12 +120,13 @@ def train_tokenizer(tcfg: TokenizerConfig, data_name: str, out_dir, image_size: 
             raise TokenizerError(f"{out_dir} already exists: choose another output folder, or overwrite it "
                                  f"(`elt tokenizer train ... --force`), which invalidates generators trained on it")
     dev = resolve_device(device)
-    data = load_dataset(data_name, "train", image_size=image_size, channels=channels)
+    data = load_dataset(data_name, "train", image_size=image_size, channels=channels, **(data_options or {}))
     torch.manual_seed(tcfg.seed)  # initial weights and codebook restarts
     model = VQAutoencoder(tcfg, data.image_shape).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, betas=BETAS, weight_decay=0.0)
     amp = lambda: autocast(dev, tcfg.precision)  # noqa: E731  (a fresh context per step)
-    data_info = {"name": str(data_name), "image_size": image_size, "channels": channels}
+    data_info = {"name": str(data_name), "image_size": image_size, "channels": channels,
+                 **({"options": dict(data_options)} if data_options else {})}
     n, K = len(data), tcfg.codebook_size
     with staged_dir(out_dir, overwrite=overwrite) as tmp:
         log_path = tmp / "log.jsonl"
@@ -172,7 +175,7 @@ def train_tokenizer(tcfg: TokenizerConfig, data_name: str, out_dir, image_size: 
             bar.close()
         train_minutes = (time.perf_counter() - start) / 60
         model.eval()
-        test, split = _eval_split(data_name, image_size, channels, data)
+        test, split = _eval_split(data_name, image_size, channels, data, data_options)
         metrics = evaluate_tokenizer(model, test, progress=progress)
         metrics.update({"split": split, "data": str(data_name), "image_shape": list(model.image_shape),
                         "token_grid": list(model.token_grid), "steps": step, "stop": stop,
