@@ -97,7 +97,7 @@ def run_anytime(opts: AnytimeOptions, log: Callable[[str], None] = print) -> Pat
     step_list = [at_least_1("--steps-list", s) for s in opts.steps_list] if opts.steps_list else None
     inputs = [_plan(run_dir, opts, log) for run_dir in opts.runs]
     # clip runs get an animated grid
-    grids = [name[:-4] + ".gif" if isinstance(item, _Planned) and getattr(item.run.cfg.model, "frames", 0)
+    grids = [name[:-4] + ".gif" if isinstance(item, _Planned) and item.run.cfg.makes_clips
              else name for name, item in zip(grids, inputs)]
     _refuse_folders(out, grids)
     planned = [p for p in inputs if isinstance(p, _Planned)]
@@ -107,7 +107,7 @@ def run_anytime(opts: AnytimeOptions, log: Callable[[str], None] = print) -> Pat
         if not isinstance(item, _Planned):  # the runs of an earlier anytime.json
             runs += item
             continue
-        run, cfg = item.run, item.run.cfg
+        cfg = item.run.cfg
         _grid(item, opts, out / grid_name, log)
         if not evaluate:
             continue
@@ -171,27 +171,25 @@ def _plan(run_dir: str, opts: AnytimeOptions, log) -> _Planned | list[dict]:
 def _clip_evaluator(opts: AnytimeOptions, planned: list[_Planned]):
     """The video evaluator for clip runs: needs a video classifier folder; every run must make clips."""
     from .eval.video_classifier import is_video_judge
-    from .eval.video_report import VideoQualityEvaluator
+    from .eval.video_report import VideoQualityEvaluator, wants_fvd
 
-    images = [str(p.run.run_dir) for p in planned if not getattr(p.run.cfg.model, "frames", 0)]
+    images = [str(p.run.run_dir) for p in planned if not p.run.cfg.makes_clips]
     if images:
         raise ConfigError(f"{images[0]} makes images while other runs make clips: score them in separate "
                           f"`elt anytime` calls")
     if not opts.classifier or not is_video_judge(opts.classifier):
         raise ConfigError("clip runs are scored with a video classifier: pass --classifier VIDEO_CLS_DIR made by "
                           "`elt eval train-video-classifier moving-digits --out VIDEO_CLS_DIR`")
-    from .cli.eval import clip_features
-
     cfg = planned[0].run.cfg
     return VideoQualityEvaluator(opts.ref or cfg.data.name, opts.classifier, cfg.data.label or "digit",
-                                 opts.seed, fvd=clip_features(opts.features))
+                                 opts.seed, fvd=wants_fvd(opts.features))
 
 
 def _evaluator(opts: AnytimeOptions, planned: list[_Planned]):
     """The quality evaluator, with the classifier and the reference data checked against every run."""
     from .eval.report import QualityEvaluator, default_features
 
-    if any(getattr(p.run.cfg.model, "frames", 0) for p in planned):
+    if any(p.run.cfg.makes_clips for p in planned):
         return _clip_evaluator(opts, planned)
     first_cfg = planned[0].run.cfg
     # --classifier alone (no --eval) keeps to the fast classifier metrics

@@ -127,6 +127,11 @@ class Config:
         return 1 if self.train.mode == "baseline" else self.train.loops
 
     @property
+    def makes_clips(self) -> bool:
+        """Whether the model generates clips (model.frames set) rather than images."""
+        return bool(self.model.frames)
+
+    @property
     def data_options(self) -> dict:
         """The data keys beyond name / size / channels that are set, as `load_dataset` keywords."""
         d = self.data

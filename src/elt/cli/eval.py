@@ -36,7 +36,7 @@ def run(args) -> None:
         return train_classifier(args)
     if args.target == "train-video-classifier":
         return train_video_classifier(args)
-    from ..eval.samples import check_label_range, load_samples
+    from ..eval.samples import load_samples
     from ..sampling.request_checks import check_seed
 
     if args.data:  # `elt eval SAMPLES.npz mnist`: the second word would be silently ignored
@@ -51,7 +51,19 @@ def run(args) -> None:
     images, labels = load_samples(path)
     report = {"samples": str(path), "n": int(len(labels))}
     if images.ndim == 5:
-        return _eval_clips(args, path, images, labels, report, out)
+        _score_clips(args, path, images, labels, report)
+    else:
+        _score_images(args, path, images, labels, report)
+    if out:
+        from ..atomic import write_text_atomic
+
+        write_text_atomic(out, json.dumps(report, indent=2))
+
+
+def _score_images(args, path: Path, images, labels, report: dict) -> None:
+    """Image samples: the reference metrics with --ref, class-consistency with --classifier alone."""
+    from ..eval.samples import check_label_range
+
     if args.label_kind:
         raise ConfigError(f"--label-kind is for clip samples; {path} holds images")
     if args.ref:
@@ -77,24 +89,41 @@ def run(args) -> None:
 
         report.update(class_consistency(classifier, images, torch.as_tensor(labels)))
         print(json.dumps({k: report[k] for k in ("n", "accuracy")}))
-    if out:
-        from ..atomic import write_text_atomic
 
-        write_text_atomic(out, json.dumps(report, indent=2))
+
+def _score_clips(args, path: Path, clips, labels, report: dict) -> None:
+    """Clip samples (`--classifier VIDEO_CLS_DIR [--ref moving-digits]`): the video report."""
+    from ..eval.video_classifier import is_video_judge
+    from ..eval.video_report import VideoQualityEvaluator, video_headline, wants_fvd
+
+    if not args.classifier or not is_video_judge(args.classifier):
+        raise ConfigError(f"{path} holds clips (N×T×H×W×C): score them with --classifier VIDEO_CLS_DIR made by "
+                          f"`elt eval train-video-classifier moving-digits --out VIDEO_CLS_DIR`")
+    evaluator = VideoQualityEvaluator(args.ref or "moving-digits", args.classifier, args.label_kind or "digit",
+                                      args.seed, fvd=wants_fvd(args.features))
+    report.update(evaluator.evaluate(clips, labels))
+    print(json.dumps(video_headline(report)))
+
+
+def _check_training_args(args, usage: str, default_epochs: int) -> None:
+    """What both classifier trainers need before any data is read: DATA and --out (a folder that may be
+    written), a valid seed, and --epochs >= 1 (filled in with `default_epochs` when not given)."""
+    from ..sampling.request_checks import at_least_1, check_seed
+
+    if not args.data or not args.out:
+        raise ConfigError(usage)
+    output_folder("--out", args.out)
+    check_seed(args.seed)
+    args.epochs = default_epochs if args.epochs is None else args.epochs
+    at_least_1("--epochs", args.epochs)
 
 
 def train_classifier(args) -> None:
     """`elt eval train-classifier DATA --out CLS_DIR`: the dataset classifier of the class metrics."""
     from ..data import load_dataset
     from ..eval.classifier import MIN_SIDE, save_classifier, train_classifier as fit
-    from ..sampling.request_checks import at_least_1, check_seed
 
-    if not args.data or not args.out:
-        raise ConfigError("usage: elt eval train-classifier DATA --out CLS_DIR")
-    output_folder("--out", args.out)
-    check_seed(args.seed)
-    args.epochs = 12 if args.epochs is None else args.epochs
-    at_least_1("--epochs", args.epochs)
+    _check_training_args(args, "usage: elt eval train-classifier DATA --out CLS_DIR", default_epochs=12)
     size = {"image_size": args.image_size, "channels": args.channels}
     tr, te = load_dataset(args.data, "train", **size), load_dataset(args.data, "test", **size)
     if min(tr.image_shape[1:]) < MIN_SIDE:
@@ -107,46 +136,13 @@ def train_classifier(args) -> None:
     print(f"classifier held-out accuracy {acc:.4f} on {len(te)} test images; saved to {args.out}")
 
 
-def _eval_clips(args, path: Path, clips, labels, report: dict, out) -> None:
-    """`elt eval CLIPS.npz --classifier VIDEO_CLS_DIR [--ref moving-digits]`: the video report."""
-    from ..eval.video_classifier import is_video_judge
-    from ..eval.video_report import VideoQualityEvaluator, video_headline
-
-    if not args.classifier or not is_video_judge(args.classifier):
-        raise ConfigError(f"{path} holds clips (N×T×H×W×C): score them with --classifier VIDEO_CLS_DIR made by "
-                          f"`elt eval train-video-classifier moving-digits --out VIDEO_CLS_DIR`")
-    evaluator = VideoQualityEvaluator(args.ref or "moving-digits", args.classifier, args.label_kind or "digit",
-                                      args.seed, fvd=clip_features(args.features))
-    report.update(evaluator.evaluate(clips, labels))
-    print(json.dumps(video_headline(report)))
-    if out:
-        from ..atomic import write_text_atomic
-
-        write_text_atomic(out, json.dumps(report, indent=2))
-
-
-def clip_features(features: list[str] | None) -> bool:
-    """--features for clips: none (the video classifier's measures) or i3d (adds FVD); True for FVD."""
-    extra = sorted(set(features or []) - {"i3d"})
-    if extra:
-        raise ConfigError(f"--features {' '.join(extra)} is for images; clips are scored in the video "
-                          f"classifier's features, plus FVD with --features i3d")
-    return bool(features)
-
-
 def train_video_classifier(args) -> None:
     """`elt eval train-video-classifier moving-digits --out DIR`: the video and frame classifiers of the clip
     metrics, trained on real clips of the data set's train split."""
     from ..data import MovingDigits, load_dataset
     from ..eval.video_classifier import fit_judge
-    from ..sampling.request_checks import at_least_1, check_seed
 
-    if not args.data or not args.out:
-        raise ConfigError("usage: elt eval train-video-classifier moving-digits --out DIR")
-    output_folder("--out", args.out)
-    check_seed(args.seed)
-    args.epochs = 4 if args.epochs is None else args.epochs
-    at_least_1("--epochs", args.epochs)
+    _check_training_args(args, "usage: elt eval train-video-classifier moving-digits --out DIR", default_epochs=4)
     tr, te = load_dataset(args.data, "train"), load_dataset(args.data, "test")
     if not isinstance(tr, MovingDigits):
         raise ConfigError(f"{args.data} is not a moving-digits data set: the video classifier learns the digit "

@@ -44,7 +44,7 @@ def run(args) -> None:
     check_seed(args.seed)
     loaded = load_run(args.run_dir)
     cfg = loaded.cfg
-    clips = bool(getattr(cfg.model, "frames", 0))
+    clips = cfg.makes_clips
     if args.grid:
         output_file("--grid", args.grid, ".gif" if clips else ".png", "grid.gif" if clips else "grid.png")
     if args.mp4:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..data import DataError, load_dataset
+from ..errors import ConfigError
 from .frechet import feature_stats, frechet_distance
 from .inception import file_sha1
 from .reference import cached_features
@@ -146,6 +147,15 @@ class VideoQualityEvaluator:
             "frame_classifier": f"frame digit accuracy {self.judge.record.get('frame_accuracy')}",
             "motion": "bouncing-model least-squares fit of the intensity-centroid track, RMS residual in px"}
         return out
+
+
+def wants_fvd(features: list[str] | None) -> bool:
+    """--features for clips: none (the video classifier's measures) or i3d (adds FVD); True for FVD."""
+    extra = sorted(set(features or []) - {"i3d"})
+    if extra:
+        raise ConfigError(f"--features {' '.join(extra)} is for images; clips are scored in the video "
+                          f"classifier's features, plus FVD with --features i3d")
+    return bool(features)
 
 
 VIDEO_HEADLINE = ("n", "fd_video", "fd_video_real_floor", "fvd", "fvd_real_floor", "clip_class_consistency",
