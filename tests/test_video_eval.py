@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from elt.data.dataset import ArrayImageDataset
-from elt.data.moving_digits import MOVING_DIGITS, MovingDigits, MovingDigitsSpec
-from elt.eval.video_metrics import centroid_tracks, fit_bounce, fold, frame_agreement, motion_error, quadrant
+from elt.data.moving_digits import MOVING_DIGITS, MovingDigits, MovingDigitsSpec, quadrant
+from elt.eval.video_metrics import centroid_tracks, fit_bounce, fold, frame_agreement, motion_error
 from stand_ins import bar_digits
 
 

@@ -52,6 +52,13 @@ MOVING_DIGITS = {"moving-digits": MovingDigitsSpec(),
                  "moving-digits-m": MovingDigitsSpec(canvas=64, frames=16, digits=2, digit_size=28)}
 
 
+def quadrant(vy: np.ndarray, vx: np.ndarray) -> np.ndarray:
+    """Direction quadrant of velocities, as `digit_dir` labels count them: the angle atan2(vy, vx) in [0, 2π)
+    falls in quadrant floor(angle / (π/2))."""
+    angle = np.mod(np.arctan2(vy, vx), 2 * np.pi)
+    return np.minimum((angle // (np.pi / 2)).astype(np.int64), 3)
+
+
 def bounce(start: float, velocity: float, span: float, frames: int) -> np.ndarray:
     """Positions (frames,) of a point moving at `velocity` per frame in [0, span], reflecting at both ends."""
     if span <= 0:  # the object fills the canvas along this axis: it cannot move (and would bounce forever)
@@ -139,12 +146,10 @@ class MovingDigits(ImageDataset):
     def clip_targets(self, indices: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Clips -> (digit of the first digit (B,), its direction quadrant (B,)): what a video classifier learns,
         whatever `label` the clips carry. Quadrant q holds the angles atan2(vy, vx) in [q·π/2, (q+1)·π/2)."""
-        digits, quads = [], []
-        for i in as_index(indices, self.n):
-            d, _, _, vy, vx = self._plan(int(i) % self.n)[1][0]
-            digits.append(int(self.digit_labels[d]))
-            quads.append(min(int(np.mod(np.arctan2(vy, vx), 2 * np.pi) // (np.pi / 2)), 3))
-        return torch.tensor(digits, dtype=torch.long), torch.tensor(quads, dtype=torch.long)
+        firsts = [self._plan(int(i) % self.n)[1][0] for i in as_index(indices, self.n)]  # (d, y0, x0, vy, vx)
+        digits = [int(self.digit_labels[d]) for d, *_ in firsts]
+        quads = quadrant(np.array([f[3] for f in firsts]), np.array([f[4] for f in firsts]))
+        return torch.tensor(digits, dtype=torch.long), torch.from_numpy(quads).long()
 
     def clip(self, i: int) -> np.ndarray:
         """Clip i as uint8 (T, H, W)."""

@@ -87,13 +87,6 @@ def motion_error(clips: np.ndarray, digit_size: int, max_speed: float = 4.0) -> 
     return {"motion_error_px": float(per_clip.mean()), "per_clip": per_clip, "velocity": np.stack([vy, vx], 1)}
 
 
-def quadrant(vy: np.ndarray, vx: np.ndarray) -> np.ndarray:
-    """Direction quadrant of velocities, as `moving_digits` labels it: the angle atan2(vy, vx) in [0, 2π)
-    falls in quadrant floor(angle / (π/2))."""
-    angle = np.mod(np.arctan2(vy, vx), 2 * np.pi)
-    return np.minimum((angle // (np.pi / 2)).astype(np.int64), 3)
-
-
 def frame_agreement(frame_preds: np.ndarray, digits: np.ndarray) -> dict:
     """Per-frame digit predictions (N, T) and each clip's digit (N,) -> class-consistency (fraction of frames
     showing the clip's digit) and identity persistence (fraction of frames agreeing with the clip's own

@@ -23,12 +23,13 @@ import numpy as np
 import torch
 
 from ..data import DataError, load_dataset
+from ..data.moving_digits import quadrant
 from ..errors import ConfigError
 from .frechet import feature_stats, frechet_distance
 from .inception import file_sha1
 from .reference import cached_features
 from .video_classifier import WEIGHTS_NAME, check_clips, embed_clips, load_judge, predict_clips, predict_frames
-from .video_metrics import frame_agreement, motion_error, quadrant
+from .video_metrics import frame_agreement, motion_error
 
 LABEL_KINDS = ("digit", "digit_dir")
 
