@@ -62,6 +62,7 @@ class VideoQualityEvaluator:
         perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))
         self.floor = _clips(test, perm)
         self._ref_feats: np.ndarray | None = None
+        self._floors: dict[int, dict] = {}  # m -> the floor measures of the first m floor clips
         self.i3d = None
         if fvd:
             from .i3d import I3DFeatures
@@ -113,6 +114,17 @@ class VideoQualityEvaluator:
                 "fvd_protocol": f"{self.i3d.protocol}; reference: the first {min(size, len(self.ref_clips))} train "
                                 f"clips; floor: {len(real_clips)} real test clips"}
 
+    def _floor(self, m: int, fd) -> dict:
+        """Every measure's real-vs-real floor on the first m floor clips; computed once per m (an any-time sweep
+        scores the same n at every loop count)."""
+        if m not in self._floors:
+            real_clips, _, real_digits, real_quads = (a[:m] for a in self.floor)
+            floor = self._measures(real_clips, real_digits.numpy(),
+                                   real_quads.numpy() if self.label_kind == "digit_dir" else None)
+            self._floors[m] = {"fd_video_real_floor": fd(real_clips),
+                               **{f"{k}_real_floor": v for k, v in floor.items()}}
+        return self._floors[m]
+
     def evaluate(self, samples: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> dict:
         """uint8 clips (N, T, H, W, C) and their labels -> metrics dict with floors (module docstring)."""
         clips = torch.as_tensor(np.asarray(samples))
@@ -128,15 +140,14 @@ class VideoQualityEvaluator:
                             f"{labels.min()}..{labels.max()}")
         m = min(n, len(self.floor[0]))
         ref_stats = feature_stats(self._reference_features())
-        real_clips, _, real_digits, real_quads = (a[:m] for a in self.floor)
+        real_clips = self.floor[0][:m]
+
         def fd(x: torch.Tensor) -> float:
             return frechet_distance(*feature_stats(embed_clips(self.judge.net, x)), *ref_stats)
-        out: dict = {"n": n, "fd_video": fd(clips), "fd_video_real_floor": fd(real_clips)}
+        out: dict = {"n": n, "fd_video": fd(clips)}
         digits, quads = self._split_label(labels)
         out.update(self._measures(clips, digits, quads))
-        floor = self._measures(real_clips, real_digits.numpy(),
-                               real_quads.numpy() if quads is not None else None)
-        out.update({f"{k}_real_floor": v for k, v in floor.items()})
+        out.update(self._floor(m, fd))
         if self.i3d is not None:
             out.update(self._fvd(clips, real_clips))
         out["protocol"] = {
