@@ -72,8 +72,20 @@ def test_sincos_nd_3d_gives_each_axis_its_own_channels():
     assert torch.equal(pos[0, :, :, :32], pos[1, :, :, :32])  # ... and nothing else
     assert torch.equal(pos[:, 0, :, :16], pos[:, 2, :, :16]) and not torch.equal(pos[:, 0, :, 16:32],
                                                                                   pos[:, 2, :, 16:32])
-    with pytest.raises(ValueError, match="divisible by 6"):
-        sincos_nd(64, (2, 3, 4))
+    with pytest.raises(ValueError, match="need an even dim of at least 6, got 63"):
+        sincos_nd(63, (2, 3, 4))
+
+
+def test_sincos_nd_spreads_a_width_that_does_not_divide_over_the_axes():
+    """dim 64 on a 3-D grid (MAGVIT's 1024 likewise): 32 pairs as 11 (w), 11 (h), 10 (t), each axis's channels
+    a function of its own coordinate only, at the frequencies of a single-axis embedding of that width."""
+    pos = sincos_nd(64, (2, 3, 4)).view(2, 3, 4, 64)
+    w, h, t = pos[..., :22], pos[..., 22:44], pos[..., 44:]
+    assert torch.equal(w[:, :, 1], w[0, 0, 1].expand(2, 3, 22))  # w channels ignore t and h
+    assert torch.equal(h[:, 2], h[0, 2, 0].expand(2, 4, 22)) and not torch.equal(h[:, 1], h[:, 2])
+    assert torch.equal(t[1], t[1, 0, 0].expand(3, 4, 20)) and not torch.equal(t[0], t[1])
+    assert torch.equal(w[0, 0], sincos_nd(22, (4,))) and torch.equal(h[0, :, 0], sincos_nd(22, (3,)))
+    assert torch.equal(t[:, 0, 0], sincos_nd(20, (2,)))
 
 
 # ---- models ---------------------------------------------------------------------------------------------------
@@ -150,7 +162,7 @@ def test_model_rejects_inputs_of_another_shape():
     ({"frames": -1}, "model.frames must be 0"),
     ({"frame_patch": 2}, "frame_patch=2 needs a time axis"),
     ({"frames": 3, "frame_patch": 2}, "does not divide model.frames=3"),
-    ({"frames": 4, "dim": 64}, "divisible by 6"),
+    ({"frames": 4, "dim": 63, "heads": 3}, "must be even and at least 6"),
     ({"frame_patch": 0}, "model.frame_patch must be >= 1"),
 ])
 def test_bad_clip_geometry_is_one_clear_error(change, match):

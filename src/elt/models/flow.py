@@ -62,8 +62,8 @@ class FlowModelConfig:
                              f"pick a frame patch that divides the clip length")
         check_core_settings(self)
         axes = len(position_grid(self.token_grid))
-        if self.dim % (2 * axes) != 0:
-            raise ValueError(f"model.dim={self.dim} must be divisible by {2 * axes} for the {axes}-D sin-cos "
+        if self.dim % 2 != 0 or self.dim < 2 * axes:
+            raise ValueError(f"model.dim={self.dim} must be even and at least {2 * axes} for the {axes}-D sin-cos "
                              f"positions of a {'x'.join(map(str, self.token_grid))} token grid")
         if self.pos_embed not in ("sincos", "learned"):
             raise ValueError(f"model.pos_embed must be 'sincos' or 'learned', got {self.pos_embed!r}")

@@ -63,8 +63,8 @@ class LatentConfig:
                 raise ValueError(f"model.latent.{key} must be >= 0, got {getattr(self, key)}")
         if not 0 < self.mlp_ratio < float("inf"):
             raise ValueError(f"model.latent.mlp_ratio must be a finite number > 0, got {self.mlp_ratio}")
-        if dim % (2 * len(grid)) != 0:
-            raise ValueError(f"model.dim={dim} must be divisible by {2 * len(grid)} for the latents' "
+        if dim % 2 != 0 or dim < 2 * len(grid):
+            raise ValueError(f"model.dim={dim} must be even and at least {2 * len(grid)} for the latents' "
                              f"{len(grid)}-D group positions")
 
 

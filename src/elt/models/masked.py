@@ -59,8 +59,9 @@ class MaskedModelConfig:
                              f"along time) >= 1, an image model neither; got frames={self.frames}, "
                              f"time_grid={self.time_grid}")
         axes = len(self.token_grid)
-        if self.dim % (2 * axes) != 0:
-            raise ValueError(f"model.dim must be divisible by {2 * axes} ({axes}-D sin-cos positions), got {self.dim}")
+        if self.dim % 2 != 0 or self.dim < 2 * axes:
+            raise ValueError(f"model.dim must be even and at least {2 * axes} ({axes}-D sin-cos positions), got "
+                             f"{self.dim}")
         if self.latent is not None:
             if self.conditioning == "token":  # Read's windows tile the token grid: no room for a class token
                 raise ValueError("model.conditioning: token does not combine with a model.latent section (the "
