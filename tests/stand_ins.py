@@ -55,7 +55,7 @@ LEVEL = 20  # write_video paints frame t at brightness LEVEL·t
 
 
 def write_video(path, frames: int, h: int = 24, w: int = 32):
-    """An mpeg4 video of `frames` grey-level frames (frame t has value LEVEL·t) with a white top-left 8x8 square
+    """An mpeg4 video of `frames` grey-level frames (frame t has value LEVEL·t mod 256) with a white top-left 8x8 square
     (PyAV, the `video` extra)."""
     from pathlib import Path
 
@@ -69,7 +69,7 @@ def write_video(path, frames: int, h: int = 24, w: int = 32):
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.options = {"qscale": "1"}
         for t in range(frames):
-            img = np.full((h, w, 3), LEVEL * t, np.uint8)
+            img = np.full((h, w, 3), LEVEL * t % 256, np.uint8)
             img[:8, :8] = 255
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 out.mux(packet)

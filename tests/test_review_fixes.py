@@ -98,11 +98,38 @@ def test_token_conditioning_puts_the_label_in_the_sequence_not_the_modulation():
         logits = m(tokens, y, loops=2)
         assert logits.shape == (4, 9, 8)
         assert not torch.allclose(logits[0], m(tokens, torch.tensor([1, 1, 2, 3]), loops=2)[0])  # label matters
-        with torch.no_grad():  # the adaLN weights see the label only under adaLN conditioning
-            for blk in m.core.blocks:
-                blk.ada[1].weight.mul_(3.0)
-        changed = not torch.allclose(logits, m(tokens, y, loops=2))
-        assert changed == (conditioning == "adaln"), conditioning
+        with torch.no_grad():  # the label embedding reaches the modulations only under adaLN conditioning
+            mods = [blk.modulation(m.y_embed(y)) for blk in m.core.blocks]
+        varies = any(not torch.allclose(t[0], t[1]) for mod in mods for t in mod)
+        assert varies == (conditioning == "adaln"), conditioning
+
+
+def test_token_conditioning_has_maskgits_parameter_count_and_reads_old_checkpoints():
+    """With a class token the blocks' and head's modulations are learned constants: no adaLN weight matrices
+    (6·d² per block, 2·d² in the head) that would never get a gradient; a state dict saved when they still
+    existed (Sequential(SiLU, Linear) at c = 0, so only the bias mattered) loads and gives the same logits."""
+    from torch import nn
+
+    adaln, token = _masked("adaln"), _masked("token")
+    d, n = 32, 2
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(adaln) - count(token) == n * 6 * d * d + 2 * d * d
+    old = {k: v for k, v in token.state_dict().items()}
+    for key in [k for k in old if k.endswith("ada.bias")]:  # the old layout: ada.1.weight, ada.1.bias
+        width = old[key].numel()
+        old[key.replace("ada.bias", "ada.1.bias")] = old.pop(key)
+        old[key.replace("ada.bias", "ada.1.weight")] = torch.randn(width, d)  # dead at c = 0
+    reloaded = _masked("token", seed=5)
+    reloaded.load_state_dict(old)
+    tokens = torch.randint(0, 9, (2, 9), generator=torch.Generator().manual_seed(3))
+    y = torch.tensor([0, 2])
+    torch.testing.assert_close(reloaded(tokens, y, loops=2), token(tokens, y, loops=2))
+    # and the constant modulation is what the old layer computed at c = 0
+    lin = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+    with torch.no_grad():
+        lin[1].bias.copy_(token.core.blocks[0].ada.bias)
+    c = torch.zeros(2, d)
+    torch.testing.assert_close(token.core.blocks[0].ada(c), lin(c))
 
 
 def test_token_conditioning_class_token_is_attended_to_and_dropped_from_the_output():

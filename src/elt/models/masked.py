@@ -6,8 +6,8 @@ flow family; without it the model and its state dict are the plain ELT-MaskGIT's
 
 Class conditioning (`model.conditioning`): "adaln" (default, as in the flow family) lets the label embedding
 modulate every block; "token" is MaskGIT's BERT-style class token, prepended to the sequence, with the blocks
-then modulated by a constant (their adaLN biases become learned LayerNorm affines and LayerScale-like gates),
-so both choices run on the same `LoopedCore`. The null label (index `num_classes`) is the unconditional input
+then modulated by learned constants (`nn.block.FixedModulation`: LayerNorm affines and LayerScale-like gates,
+no adaLN weight matrices, so the parameter count is MaskGIT's 12·d² per block), on the same `LoopedCore`. The null label (index `num_classes`) is the unconditional input
 for classifier-free guidance either way. Token index `codebook_size` is [MASK].
 """
 from __future__ import annotations
@@ -105,8 +105,10 @@ class MaskedTransformer(nn.Module):
         self.tok_embed = nn.Embedding(cfg.codebook_size + 1, d)  # + [MASK]
         self.pos = nn.Parameter(sincos_nd(d, cfg.token_grid)[None].clone())  # (1, T, D), learned
         self.y_embed = LabelEmbedder(cfg.num_classes, d)
-        self.core = LoopedCore(d, cfg.heads, cfg.blocks, cfg.mlp_ratio, cfg.qk_norm, cfg.attn_impl, cfg.mlp_act)
-        self.head = FinalLayer(d, cfg.codebook_size)
+        adaln = cfg.conditioning == "adaln"  # class token: blocks and head get constant modulations
+        self.core = LoopedCore(d, cfg.heads, cfg.blocks, cfg.mlp_ratio, cfg.qk_norm, cfg.attn_impl, cfg.mlp_act,
+                               conditioned=adaln)
+        self.head = FinalLayer(d, cfg.codebook_size, conditioned=adaln)
         self.core.init_weights()
         nn.init.normal_(self.tok_embed.weight, std=0.02)
         nn.init.normal_(self.y_embed.table.weight, std=0.02)

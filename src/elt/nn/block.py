@@ -31,23 +31,56 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+class FixedModulation(nn.Module):
+    """What adaLN-Zero reduces to when the condition is a constant zero (MaskGIT's class-token conditioning):
+    learned (shift, scale, gate) vectors shared by every sample, zero-initialised. The same function as
+    `Sequential(SiLU, Linear)` at c = 0 without the Linear's weight matrix, which would never get a gradient
+    (d·width parameters that only inflate the count)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(width))
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        # c: (B, D) (only its batch size is read) -> (B, width); a copy, not an expand() view: torch's
+        # FlopCounterMode fails on a module output that is a no-grad view of a parameter
+        return self.bias.unsqueeze(0).repeat(c.shape[0], 1)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints from before this module stored the unused Sequential(SiLU, Linear): take its bias
+        if prefix + "1.bias" in state_dict and prefix + "bias" not in state_dict:
+            state_dict[prefix + "bias"] = state_dict.pop(prefix + "1.bias")
+            state_dict.pop(prefix + "1.weight", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def modulation_layer(dim: int, width: int, conditioned: bool = True) -> nn.Module:
+    """adaLN's (B, D) condition -> (B, width) modulation, zero-initialised; `conditioned=False`: a
+    `FixedModulation` for models whose blocks see no condition."""
+    if not conditioned:
+        return FixedModulation(width)
+    ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, width))
+    nn.init.zeros_(ada[1].weight)  # adaLN-Zero: the block starts as the identity
+    nn.init.zeros_(ada[1].bias)
+    return ada
+
+
 class AdaLNBlock(nn.Module):
     """x + g1·Attn(mod(LN(x))) ; x + g2·MLP(mod(LN(x))), with (shift, scale, gate)×2 from the condition.
 
     The modulation is split out (`modulation(c)`) so a looped core computes it once per forward and
-    reuses it in every loop: the condition does not change between loops.
+    reuses it in every loop: the condition does not change between loops. `conditioned=False`: the
+    modulation is a learned constant (`FixedModulation`), for class-token conditioning.
     """
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, qk_norm: bool = False,
-                 attn_impl: str = "auto", mlp_act: str = "gelu_tanh"):
+                 attn_impl: str = "auto", mlp_act: str = "gelu_tanh", conditioned: bool = True):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = SelfAttention(dim, heads, qk_norm=qk_norm, impl=attn_impl)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), mlp_act)
-        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
-        nn.init.zeros_(self.ada[1].weight)  # adaLN-Zero: the block starts as the identity
-        nn.init.zeros_(self.ada[1].bias)
+        self.ada = modulation_layer(dim, 6 * dim, conditioned)
 
     def modulation(self, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
         # c: (B, D) -> six (B, D) tensors

@@ -4,21 +4,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .block import modulate
+from .block import modulate, modulation_layer
 
 
 class FinalLayer(nn.Module):
     """adaLN (shift, scale) + linear to the outputs (patch pixels, or token logits); zero-initialised, so the
-    model starts at output 0 (uniform logits for the masked family)."""
+    model starts at output 0 (uniform logits for the masked family). `conditioned=False`: (shift, scale) are
+    learned constants."""
 
-    def __init__(self, dim: int, out_dim: int):
+    def __init__(self, dim: int, out_dim: int, conditioned: bool = True):
         super().__init__()
         self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+        self.ada = modulation_layer(dim, 2 * dim, conditioned)
         self.linear = nn.Linear(dim, out_dim)
-        for lin in (self.ada[1], self.linear):
-            nn.init.zeros_(lin.weight)
-            nn.init.zeros_(lin.bias)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         # x: (B, T, D), c: (B, D) -> (B, T, out_dim)

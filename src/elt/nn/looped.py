@@ -44,11 +44,11 @@ class LoopedCore(nn.Module):
     """g_Θ = f_N ∘ … ∘ f_1, applied `loops` times. Parameters depend on N only, never on L."""
 
     def __init__(self, dim: int, heads: int, blocks: int, mlp_ratio: float = 4.0, qk_norm: bool = False,
-                 attn_impl: str = "auto", mlp_act: str = "gelu_tanh"):
+                 attn_impl: str = "auto", mlp_act: str = "gelu_tanh", conditioned: bool = True):
         super().__init__()
         if blocks < 1:
             raise ValueError(f"blocks must be >= 1, got {blocks}")
-        self.blocks = nn.ModuleList(AdaLNBlock(dim, heads, mlp_ratio, qk_norm, attn_impl, mlp_act)
+        self.blocks = nn.ModuleList(AdaLNBlock(dim, heads, mlp_ratio, qk_norm, attn_impl, mlp_act, conditioned)
                                     for _ in range(blocks))
         self.block_calls = 0  # counts block applications (for tests and FLOP accounting)
 
