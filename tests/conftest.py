@@ -71,7 +71,7 @@ def tiny_data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def _one_process(monkeypatch):
     """Trainers built in tests are one-process runs, whatever the outer environment says."""
-    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"):
         monkeypatch.delenv(var, raising=False)
 
 

@@ -96,6 +96,10 @@ CONFIG_ROWS = [
     ("train.ckpt_every=0", r"train.ckpt_every must be >= 1"),
     ("train.keep_checkpoints=0", r"train.keep_checkpoints must be >= 1"),
     ("train.compile=maybe", r"train.compile must be true or false"),
+    ("train.parallel=zero", r"train.parallel must be 'ddp' or 'fsdp', got 'zero'"),
+    ("train.parallel=fsdp", r"train.parallel=fsdp needs a process group: launch with torchrun .*or use "
+                            r"train.parallel=ddp in one process"),
+    ("train.checkpoint_activations=some", r"train.checkpoint_activations must be true or false"),
     ("train.tensorboard=maybe", r"train.tensorboard must be true or false"),
     ("data.image_size=abc", r"data.image_size must be an integer, got 'abc'"),
     ("data.image_size=0", r"data.image_size must be >= 1"),

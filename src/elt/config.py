@@ -73,6 +73,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     compile: bool = False
+    parallel: str = "ddp"  # "ddp" (replicated weights) | "fsdp" (FSDP2: weights, gradients, optimizer and EMA sharded)
+    checkpoint_activations: bool = False  # recompute each block call in the backward pass: less memory, more time
     log_every: int = 25
     sample_every: int = 500  # sample grid every N steps; 0 = only at the end
     ckpt_every: int = 500
@@ -205,6 +207,8 @@ class Config:
             raise ConfigError(f"data.frames and data.frame_stride must be >= 1, got {d.frames} and {d.frame_stride}")
         if d.split_list is not None and str(d.split_list) not in ("1", "2", "3", "all"):
             raise ConfigError(f"data.split_list must be 1, 2, 3 or all (UCF-101), got {d.split_list!r}")
+        if t.parallel not in ("ddp", "fsdp"):
+            raise ConfigError(f"train.parallel must be 'ddp' or 'fsdp', got {t.parallel!r}")
         if t.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"train.device must be 'auto', 'cpu' or 'cuda', got {t.device!r}")
         if self.sample.steps < 1:

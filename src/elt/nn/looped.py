@@ -5,6 +5,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..budget import Budget
 from .block import AdaLNBlock
@@ -51,6 +52,7 @@ class LoopedCore(nn.Module):
         self.blocks = nn.ModuleList(AdaLNBlock(dim, heads, mlp_ratio, qk_norm, attn_impl, mlp_act, conditioned)
                                     for _ in range(blocks))
         self.block_calls = 0  # counts block applications (for tests and FLOP accounting)
+        self.checkpoint_blocks = False  # train.checkpoint_activations: recompute each block call in backward
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, loops: int,
                 exits: Sequence[int] | None = None) -> list[torch.Tensor]:
@@ -60,7 +62,10 @@ class LoopedCore(nn.Module):
         states = []
         for loop in range(1, exits[-1] + 1):
             for blk, mod in zip(self.blocks, mods):
-                x = blk(x, mod)
+                if self.checkpoint_blocks and torch.is_grad_enabled():  # keeps x, drops the block's activations
+                    x = checkpoint(blk, x, mod, use_reentrant=False)
+                else:
+                    x = blk(x, mod)
             if not torch.compiler.is_compiling():  # a changing int attribute would force recompiles
                 self.block_calls += len(self.blocks)
             if loop in exits:

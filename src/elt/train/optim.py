@@ -38,10 +38,15 @@ def build_optimizer(model: nn.Module, t) -> torch.optim.AdamW:
 
 def load_optimizer_state(opt: torch.optim.Optimizer, model: nn.Module, state: dict) -> None:
     """opt.load_state_dict(state), first re-indexing a state saved with the other group layout."""
+    opt.load_state_dict(in_own_layout(opt, model, state))
+
+
+def in_own_layout(opt: torch.optim.Optimizer, model: nn.Module, state: dict) -> dict:
+    """A saved optimizer state dict, re-indexed to `opt`'s group layout if it was saved with the other one."""
     saved_groups, own_groups = state["param_groups"], opt.param_groups
     if len(saved_groups) != len(own_groups) and {len(saved_groups), len(own_groups)} == {1, 2}:
-        state = _relayout(state, model, opt)
-    opt.load_state_dict(state)
+        return _relayout(state, model, opt)
+    return state
 
 
 def _relayout(state: dict, model: nn.Module, opt: torch.optim.Optimizer) -> dict:

@@ -1,9 +1,11 @@
 """How the trainer is spread over processes: one strategy object for wrapping, state dicts and collectives.
 
-`DataParallel` is DDP (gloo on CPU, NCCL on GPU) and a no-op in one process. The training loop only calls the
-methods below, so a sharded strategy (FSDP2's `fully_shard`) can replace it without touching the loop:
-`wrap` shards, `full_state_dict` / `full_optimizer_state` gather (every rank calls them; only the main rank
-writes), `load_*` scatter, and `rank_slice`, `barrier`, `mean`, `is_main` stay as they are.
+`DataParallel` is DDP (gloo on CPU, NCCL on GPU) and a no-op in one process; `train.parallel: fsdp` picks the
+sharded strategy of `sharded.py` (FSDP2's `fully_shard`). The trainer only calls the methods below: `shard`
+(before the optimizer is built), `wrap`, `full_state_dict` / `full_optimizer_state` (gather: every rank calls
+them, only the main rank writes), `load_*` (every rank reads the full checkpoint), `local` (a norm as a plain
+tensor), `sampling_model`, `rank_slice`, `barrier`, `mean`. Checkpoints are the same files under both, so a
+run resumes under either strategy and any world size.
 """
 from __future__ import annotations
 
@@ -28,6 +30,28 @@ class DataParallel:
     def setup(cls, device_pref: str = "auto") -> "DataParallel":
         """Join the process group when launched by torchrun and pick the device."""
         return cls(distributed.setup(device_pref))
+
+    @staticmethod
+    def for_config(t) -> "DataParallel":
+        """The strategy a TrainConfig asks for (train.parallel), set up on train.device."""
+        if t.parallel == "fsdp":
+            from .sharded import FullyShardedDataParallel
+
+            return FullyShardedDataParallel.setup(t.device, t.precision)
+        return DataParallel.setup(t.device)
+
+    def shard(self, model: nn.Module) -> nn.Module:
+        """Called on the model and on its EMA copy before the optimizer is built: replicated here."""
+        return model
+
+    def local(self, value: torch.Tensor) -> torch.Tensor:
+        """A scalar computed from the parameters (a gradient or weight norm) as a plain tensor."""
+        return value
+
+    def sampling_model(self, model: nn.Module, build) -> nn.Module | None:
+        """A model the main rank can sample alone (every rank calls this): `model` itself here; `build()`
+        makes an empty copy where the weights are sharded. None on the other ranks."""
+        return model if self.is_main else None
 
     @property
     def is_main(self) -> bool:

@@ -16,7 +16,8 @@ from ..config import Config
 
 # settings a resumed run may change without breaking exact continuation (bookkeeping, budget, placement)
 FREE_TO_CHANGE = {"train.max_minutes", "train.log_every", "train.ckpt_every", "train.sample_every",
-                  "train.keep_checkpoints", "train.device", "train.compile", "train.tensorboard"}
+                  "train.keep_checkpoints", "train.device", "train.compile", "train.tensorboard", "train.parallel",
+                  "train.checkpoint_activations"}
 
 
 def config_changes(saved: Config, new: Config) -> dict[str, tuple]:

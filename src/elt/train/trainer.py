@@ -36,7 +36,7 @@ class Trainer:
     def __init__(self, cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True,
                  allow_changes: bool = False):
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
-        self.parallel = DataParallel.setup(cfg.train.device)
+        self.parallel = DataParallel.for_config(cfg.train)
         t = cfg.train
         if t.batch_size % self.dist.world:
             raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by the {self.dist.world} "
@@ -86,7 +86,10 @@ class Trainer:
         self.family.prepare(self.data, self.run_dir, self.dist, self.progress)  # masked: tokenizer + token cache
         torch.manual_seed(t.seed)  # initial weights depend on the seed only
         self.model = build_model(cfg).to(self.dist.device)
+        self.model.core.checkpoint_blocks = t.checkpoint_activations
         self.ema = EMA(self.model, t.ema_decay, t.ema_warmup)
+        self.parallel.shard(self.model)  # FSDP: before the optimizer sees the parameters; EMA sharded alike
+        self.parallel.shard(self.ema.model)
         self.opt = build_optimizer(self.model, t)
         self.step, self.elapsed = 0, 0.0
         if resume:
@@ -119,11 +122,11 @@ class Trainer:
             group["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        params = list(self.model.parameters())
-        gn = clip_gradients(params, t.grad_clip)
-        before = weight_norm(params)
+        params, local = list(self.model.parameters()), self.parallel.local
+        gn = local(clip_gradients(params, t.grad_clip))
+        before = local(weight_norm(params))
         self.opt.step()
-        health = check_step(step, loss, gn, before, weight_norm(params), lr)  # raises before the EMA sees it
+        health = check_step(step, loss, gn, before, local(weight_norm(params)), lr)  # raises before the EMA
         self.ema.update(self.model, step)
         return StepResult(health.loss, parts, plan.l_int, plan.lam, health.grad_norm, loss.detach(), plan)
 
@@ -169,11 +172,14 @@ class Trainer:
 
     def sample_grid(self, per_class: int = 8, steps: int | None = None) -> Path | None:
         """EMA samples at L_max: one row per class -> RUN_DIR/samples/step_XXXXXXX.png (and TensorBoard)."""
-        if not self.dist.is_main or not self._pixel_samples():
+        if not self._pixel_samples():
+            return None
+        model = self.parallel.sampling_model(self.ema.model, lambda: build_model(self.cfg))  # every rank
+        if model is None:  # not the main rank
             return None
         k = self.cfg.model.num_classes
         labels = torch.arange(k).repeat_interleave(per_class)
-        sample = self.family.sampler(self.ema.model, self.run_dir)
+        sample = self.family.sampler(model, self.run_dir)
         imgs = sample(labels, self.cfg.train_loops, steps or self.cfg.sample.steps, self.cfg.sample.cfg, seed=0,
                       precision=self.cfg.train.precision)
         grid = make_grid(imgs, k, per_class)
