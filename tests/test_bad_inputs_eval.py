@@ -194,6 +194,18 @@ ROWS = [
                                                                        "--cfg", "1", "--uncond-loops", "1"),
         r"--uncond-loops 1 sets the loop count of guidance's unconditional branch, but guidance is off \(cfg 1\): "
         r"pass --cfg"),
+    Row("sample --num-samples 0", lambda w, t: ["sample", w.run, "--num-samples", "0", "--steps", "1", "--out",
+                                                t / "x.npz"],
+        r"--num-samples must be >= 1 \(the number of samples\), got 0"),
+    Row("sample --chunk 0", lambda w, t: _sample(w, t, "--out", t / "x.npz", "--chunk", "0"),
+        r"--chunk must be >= 1, got 0"),
+    Row("sample over chunks of another request", lambda w, t: _sample(
+        w, t, "--out", t / "x.npz", _text(_mkdir(t / "x.parts"), "request.json", '{"seed": 99}') and "--seed=0"),
+        r"\S*x\.parts holds chunks of another sampling request .*: delete that folder, or rerun the command that "
+        r"made it"),
+    Row("sample --out beside a foreign x.parts", lambda w, t: _sample(
+        w, t, "--out", t / "x.npz", _text(_mkdir(t / "x.parts"), "notes.txt", "mine") and "--seed=0"),
+        r"\S*x\.parts exists and is not a chunk folder of elt sample: move it away or choose another --out"),
     Row("sample --latents 0", lambda w, t: _lsample(w, t, "--latents", "0"),
         r"--latents must be an integer in 1\.\.3 \(the model's latents per group\), got 0"),
     Row("sample --latents above J_max", lambda w, t: _lsample(w, t, "--latents", "4"),

@@ -11,8 +11,7 @@ from elt.objectives.ilsd import step_generator
 def test_formulas_keep_their_values():
     assert rng.step_seed(3, 5, 1) == (3 * 1_000_003 + 5) * 7 + 1
     assert rng.epoch_seed(3, 2) == 3 * 100_003 + 2
-    assert rng.ddpm_step_seed(3, 4) == 3 * 1_000_003 + 4 + 1
-    assert rng.decode_noise_seed(3, 6, 2) == (3 * 1_000_003 + 6) * 1_009 + 2
+    assert rng.sample_seed(3, 6, 2) == (3 * 1_000_003 + 6) * 1_009 + 2
     assert step_generator is rng.step_generator  # the old import path still works
     a = torch.rand(4, generator=rng.step_generator(3, 5, 1))
     assert torch.equal(a, torch.rand(4, generator=torch.Generator().manual_seed((3 * 1_000_003 + 5) * 7 + 1)))
@@ -39,8 +38,10 @@ def test_seed_zero_overlap_is_the_documented_one():
     assert rng.epoch_seed(0, 7) == rng.step_seed(0, 1, 0)  # the example in the module docstring
 
 
-def test_masked_decoding_noise_is_unique_per_sample_and_step():
-    seen = {rng.decode_noise_seed(s, i, k) for s in range(3) for i in range(200) for k in range(64)}
+def test_sample_streams_are_unique_per_sample_and_step():
+    """Masked decoding steps and the flow sampler's starting noise (k = 0) and DDPM steps (k = i + 1), up to
+    the 1,008 steps allowed: no two (sample, k) share a seed, also across consecutive samples."""
+    seen = {rng.sample_seed(s, i, k) for s in range(3) for i in range(200) for k in range(64)}
     assert len(seen) == 3 * 200 * 64
-    ddpm = {rng.ddpm_step_seed(5, i) for i in range(1000)}
-    assert len(ddpm) == 1000 and 5 not in ddpm  # never the seed of the initial noise
+    ddpm = {rng.sample_seed(5, i, k) for i in range(50) for k in range(rng.SAMPLE_STREAMS)}
+    assert len(ddpm) == 50 * rng.SAMPLE_STREAMS

@@ -10,9 +10,13 @@ trained run and every sample.
 |                         |                                           | batch `step`; k=1: the ILSD student loops |
 |                         |                                           | k=2: the latent budget J̃ (latent models) |
 | epoch permutation       | seed·100,003 + epoch                      | data order (generator and tokenizer)     |
-| DDPM step noise         | seed·1,000,003 + i + 1                    | ancestral step i of the DDPM sampler     |
-| masked decoding noise   | (seed·1,000,003 + sample)·1,009 + k       | decoding step k of masked sample `sample` |
-| initial sampling noise  | seed                                      | flow samplers' starting noise            |
+| per-sample stream k     | (seed·1,000,003 + sample)·1,009 + k       | masked: decoding step k of sample        |
+|                         |                                           | `sample`; flow: k=0 its starting noise,  |
+|                         |                                           | k=i+1 its noise of DDPM step i           |
+
+Sample `sample` is the sample's index in the whole request (e.g. 0..49,999 of an FID-50k set), so a sample
+is the same whatever the batch size, the number of processes or the chunk it is drawn in; k < 1,009 keeps
+the streams of consecutive samples apart (at most 1,008 DDPM steps).
 
 Known overlap, kept for bit-identity: with seed 0 the epoch-permutation seeds (0, 1, 2, …) meet the step
 seeds (0, 1, 7, 8, 14, …), e.g. epoch 7 and step 1's stream 0; for seeds >= 1 the training streams are
@@ -35,14 +39,13 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
-def ddpm_step_seed(seed: int, i: int) -> int:
-    """Seed of the fresh noise of DDPM ancestral step `i` (the same for every sampling batch)."""
-    return seed * 1_000_003 + i + 1
+SAMPLE_STREAMS = 1_009  # streams per sample: k in 0..1,008
 
 
-def decode_noise_seed(seed: int, sample: int, k: int) -> int:
-    """Seed of the uniforms of masked decoding step `k` for sample number `sample`."""
-    return (seed * 1_000_003 + sample) * 1_009 + k
+def sample_seed(seed: int, sample: int, k: int) -> int:
+    """Seed of stream `k` of sample number `sample` (masked: decoding step k; flow: 0 = starting noise,
+    i + 1 = the fresh noise of DDPM step i)."""
+    return (seed * 1_000_003 + sample) * SAMPLE_STREAMS + k
 
 
 def generator(seed: int) -> torch.Generator:

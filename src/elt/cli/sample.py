@@ -20,10 +20,18 @@ def add_parser(sub) -> None:
                         "budget), or one per step: 1,2,4,4,...; fewer latents make each step cheaper")
     add_uncond_latents_arg(s)
     g = s.add_mutually_exclusive_group()
-    g.add_argument("--per-class", type=int, default=10)
+    g.add_argument("--per-class", type=int, default=10, help="K samples of every class, in class order (default 10)")
     g.add_argument("--labels", type=int, nargs="+")
+    g.add_argument("-n", "--num-samples", type=int, dest="n", metavar="N",
+                   help="N samples with balanced labels (sample i has class i mod K), e.g. 50000 for FID-50k (not "
+                        "`--n`: torchrun would take it for one of its own flags)")
     s.add_argument("--batch-size", type=int, default=None,
                    help="samples per forward batch (default: 500 flow, 128 masked; results do not depend on it)")
+    s.add_argument("--chunk", type=int, default=1000,
+                   help="samples per chunk file in OUT.parts/ (the unit of work of a rank and of resuming a killed "
+                        "job; results do not depend on it)")
+    s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto: the GPU of this rank when there is one")
     s.add_argument("--out", required=True, help="FILE.npz (FILE.json is written beside it)")
     s.add_argument("--grid", help="also write a grid: PNG for images, an animated GIF for clips")
     s.add_argument("--mp4", help="clip runs: also write the grid as an H.264 MP4 (needs PyAV: elt[video])")
@@ -31,18 +39,43 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> None:
+    """Sample the set over the ranks of `torchrun` (one process without it), merge it on the main rank."""
+    from .. import distributed
+
+    info = distributed.setup(args.device)
+    try:
+        _run(args, info)
+    finally:
+        distributed.teardown()
+
+
+def _request_key(args, loaded, labels, loops, steps, guidance, kind) -> dict:
+    """What makes a sample set: two runs with the same key give the same samples (the chunk manifest)."""
+    import hashlib
+
+    return {"run": str(args.run_dir), "checkpoint": str(loaded.checkpoint), "loops": str(loops),
+            "uncond_loops": str(args.uncond_loops), "latents": str(args.latents),
+            "uncond_latents": str(args.uncond_latents), "steps": steps, "cfg": guidance, "guidance": kind,
+            "seed": args.seed, "precision": args.precision, "chunk": args.chunk,
+            "labels_sha256": hashlib.sha256(labels.numpy().tobytes()).hexdigest()}
+
+
+def _run(args, info) -> None:
+    from .. import distributed
     from ..grid import sample_sheet, save_png
     from ..sampling.generate import generate, load_run
+    from ..sampling.shards import claim_parts, draw_chunks, merge_chunks, parts_dir
     from ..sampling.request_checks import (at_least_1, check_guidance_kind, check_latent_budget, check_loops,
                                           check_seed, check_uncond_loops, class_labels, sampling_settings)
-    from ..sampling.save import gflops_for_request, sample_record, save_npz, sidecar_path, write_sidecar
+    from ..sampling.save import gflops_for_request, sample_record, sidecar_path, write_sidecar
 
     out = output_file("--out", args.out, ".npz")  # checked before sampling: nothing is lost to a bad name
     if sidecar_path(out).is_dir():
         raise ConfigError(f"--out {out}: the record {sidecar_path(out)} written beside it is a folder: move it "
                           f"away or choose another --out name")
     check_seed(args.seed)
-    loaded = load_run(args.run_dir)
+    at_least_1("--chunk", args.chunk)
+    loaded = load_run(args.run_dir, info.device)
     cfg = loaded.cfg
     clips = cfg.makes_clips
     if args.grid:
@@ -56,18 +89,29 @@ def run(args) -> None:
         import_av()  # before sampling: a missing PyAV must not cost the samples
     if args.batch_size is not None:
         at_least_1("--batch-size", args.batch_size)
-    labels = class_labels(args.labels, args.per_class, cfg.model.num_classes)
+    labels = class_labels(args.labels, args.per_class, cfg.model.num_classes, args.n)
     steps, guidance = sampling_settings(cfg, args.steps, args.cfg)
     loops = check_loops(cfg.train_loops if args.loops is None else args.loops, steps)
     uncond = check_uncond_loops(args.uncond_loops, guidance)
     budget, uncond_budget = check_latent_budget(loaded.model, loops, uncond, guidance, args.latents,
                                                 args.uncond_latents, steps)
     guide, kind = check_guidance_kind(args.guidance, guidance, budget, uncond_budget)
+    parts = parts_dir(out)
+    if info.is_main:
+        claim_parts(parts, _request_key(args, loaded, labels, loops, steps, guidance, kind))
+    distributed.barrier()
     t0 = time.perf_counter()
-    images = generate(loaded.sampler, labels, budget, steps, guidance, args.seed, args.batch_size, args.precision,
-                      uncond=uncond_budget, guide=guide)
+
+    def draw(y, first):
+        return generate(loaded.sampler, y, budget, steps, guidance, args.seed, args.batch_size, args.precision,
+                        desc="", uncond=uncond_budget, guide=guide, first_index=first)
+
+    draw_chunks(draw, labels, parts, args.chunk, info.rank, info.world)
+    distributed.barrier()
+    if not info.is_main:
+        return
+    images = merge_chunks(parts, labels, args.chunk, out)
     dt = time.perf_counter() - t0
-    save_npz(out, images, labels)
     cheap = "" if uncond is None else f", uncond_loops={uncond}"
     cheap += "" if args.latents is None else f", latents={args.latents}"
     cheap += "" if args.uncond_latents is None else f", uncond_latents={args.uncond_latents}"
@@ -76,8 +120,11 @@ def run(args) -> None:
     gflops = gflops_for_request(loaded.model, budget, steps, guidance, uncond_budget)
     record = sample_record(args.run_dir, loaded.step, loops, steps, guidance, args.seed, labels, args.precision,
                            args.batch_size, dt, gflops, uncond, args.latents, args.uncond_latents, kind)
+    record["labels"]["rule"] = ("balanced: sample i has class i mod K" if args.n else "given" if args.labels
+                                else "per class, in class order")
+    record |= {"processes": info.world, "chunk": args.chunk}
     print(f"wrote {write_sidecar(out, record)} ({gflops:.4g} GFLOPs per sample)")
-    per_class = None if args.labels else args.per_class
+    per_class = None if args.labels or args.n else args.per_class
     if args.grid and clips:
         from ..video_out import clip_sheet, write_gif_grid
 

@@ -58,5 +58,6 @@ class FlowFamily:
 
         def run(r):
             return sample_images(model, self.process, r.labels, r.loops, r.steps, r.guidance, r.seed,
-                                 r.batch_size or self.SAMPLE_BATCH, r.progress, r.precision, uncond=r.uncond)
+                                 r.batch_size or self.SAMPLE_BATCH, r.progress, r.precision, uncond=r.uncond,
+                                 first_index=r.first_index)
         return Sampler(run)

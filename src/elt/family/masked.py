@@ -78,5 +78,6 @@ class MaskedFamily:
             except ValueError as e:
                 raise ConfigError(str(e)) from None
             return sample_images(model, tokenizer, r.labels, r.loops, settings, r.seed,
-                                 r.batch_size or self.SAMPLE_BATCH, r.progress, r.precision, uncond=r.uncond)
+                                 r.batch_size or self.SAMPLE_BATCH, r.progress, r.precision, uncond=r.uncond,
+                                 first_index=r.first_index)
         return Sampler(run)

@@ -14,7 +14,7 @@ import torch
 from ..budget import Budget, BudgetSchedule
 from ..objectives.flow import Diffusion, RectifiedFlow
 from ..precision import autocast, check_precision
-from ..rng import ddpm_step_seed, generator
+from ..rng import SAMPLE_STREAMS, generator, sample_seed
 from .common import guided_call, guided_fn, network_fn, to_uint8
 
 Denoiser = Callable[..., torch.Tensor]  # fn(x (B, *S), t (B,), y (B,), step: StepBudget) -> (B, *S)
@@ -84,41 +84,49 @@ def ddpm_sample(model, process: Diffusion, noise: torch.Tensor, y: torch.Tensor,
     return ddpm_solve(guided_fn(model, cfg), process, noise, y, BudgetSchedule.of(loops, steps, uncond), step_noise)
 
 
+def sample_noise(seed: int, indices: range, k: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """Stream k of samples `indices` (k = 0: starting noise, i + 1: DDPM step i) -> (len(indices), *shape)."""
+    return torch.stack([torch.randn(shape, generator=generator(sample_seed(seed, i, k))) for i in indices])
+
+
 @torch.no_grad()
 def sample_images(model, process, labels: torch.Tensor, loops: LoopSpec, steps: int, cfg: float = 1.0,
                   seed: int = 0, batch_size: int = 250, progress=None, precision: str = "fp32",
-                  uncond: LoopSpec | None = None) -> torch.Tensor:
+                  uncond: LoopSpec | None = None, first_index: int = 0) -> torch.Tensor:
     """Generate one sample per label -> uint8 (N, H, W, C), the ADM `.npz` layout (for images).
 
     `loops`: an int, a Budget, one per step, or a BudgetSchedule; `uncond` the unconditional branch's budget
     (None: as the conditional one; a different one costs a second network call per step).
     `precision="bf16"` runs the network under bf16 autocast (the sampler state stays fp32).
-    Noise for sample i depends only on (seed, i), so results do not depend on batch_size.
+    labels[j] is sample number first_index + j: its noise (the start, and each DDPM step's) comes from its own
+    streams of (seed, first_index + j), so results depend neither on batch_size nor on how a set is split.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if isinstance(process, Diffusion) and steps >= SAMPLE_STREAMS:
+        raise ValueError(f"the DDPM sampler takes at most {SAMPLE_STREAMS - 1} steps (one noise stream each per "
+                         f"sample), got {steps}")
     check_precision("precision", precision)
     schedule = BudgetSchedule.of(loops, steps, uncond)
     denoise = guided_fn(model, cfg)
     device = next(model.parameters()).device
-    g = generator(seed)  # the initial noise
-    noise_all = torch.randn(len(labels), *model.sample_shape, generator=g)  # (N, C, *spatial)
+    shape = tuple(model.sample_shape)  # (C, *spatial)
     out = []
     for start in range(0, len(labels), batch_size):
         y = labels[start:start + batch_size].to(device)
-        noise = noise_all[start:start + batch_size].to(device)
+        rows = range(first_index + start, first_index + start + len(y))
+        noise = sample_noise(seed, rows, 0, shape).to(device)
         with autocast(device, precision):
-            x = _sample_batch(denoise, process, noise, y, schedule, seed, noise_all.shape,
-                              slice(start, start + len(y)))
+            x = _sample_batch(denoise, process, noise, y, schedule, seed, rows, shape)
         out.append(to_uint8(x))
         if progress is not None:
             progress.update(len(y))
     return torch.cat(out)
 
 
-def _sample_batch(denoise, process, noise, y, schedule, seed, full_shape, sl):
+def _sample_batch(denoise, process, noise, y, schedule, seed, rows, shape):
     if isinstance(process, Diffusion):
         def step_noise(i: int) -> torch.Tensor:
-            return torch.randn(full_shape, generator=generator(ddpm_step_seed(seed, i)))[sl]  # same for every batch
+            return sample_noise(seed, rows, i + 1, shape)
         return ddpm_solve(denoise, process, noise, y, schedule, step_noise)
     return euler_solve(denoise, noise, y, schedule)

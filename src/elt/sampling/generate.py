@@ -29,26 +29,27 @@ class LoadedRun:
         return int(name[5:]) if name.startswith("step_") and name[5:].isdigit() else None
 
 
-def load_run(run_dir: str | Path) -> LoadedRun:
-    """A run folder (its `latest` checkpoint) or one checkpoint folder -> LoadedRun for either family."""
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """A run folder (its `latest` checkpoint) or one checkpoint folder -> LoadedRun for either family, its
+    model (and a masked run's tokenizer) on `device`."""
     from ..checkpoint import find_checkpoint
     from ..family import build_family
     from ..models import from_pretrained
 
     ckpt = find_checkpoint(run_dir)
-    model, cfg = from_pretrained(ckpt)
+    model, cfg = from_pretrained(ckpt, device=device)
     return LoadedRun(str(run_dir), ckpt, model, cfg, build_family(cfg).sampler(model, str(run_dir)))
 
 
 def generate(sampler: Callable, labels: torch.Tensor, loops: int | Budget | list[int | Budget], steps: int,
              guidance: float, seed: int, batch_size: int | None, precision: str, desc: str | None = None,
-             uncond: int | Budget | None = None, guide: str = "cfg") -> torch.Tensor:
+             uncond: int | Budget | None = None, guide: str = "cfg", first_index: int = 0) -> torch.Tensor:
     """Sample with a progress bar (desc "" hides it) -> uint8 (N, H, W, C) for labels (N,); `loops` a count,
     a Budget or one per step; `uncond` the budget of the guiding branch (None: as `loops`), `guide` its label
-    ("cfg": the null label; "autoguidance": the same label)."""
+    ("cfg": the null label; "autoguidance": the same label); labels[j] is sample first_index + j of the set."""
     shown = f"L={loops.loops} J={loops.latents}" if isinstance(loops, Budget) else f"L={loops}"
     if guide != "cfg":  # the label of the guiding branch travels inside the per-step schedule
         loops, uncond = BudgetSchedule.of(loops, steps, uncond, guide), None
     with tqdm(total=len(labels), desc=desc or f"sample {shown}", unit="img", disable=desc == "") as bar:
         return sampler(SampleRequest(labels, loops, steps, guidance, uncond=uncond, seed=seed, batch_size=batch_size,
-                                     precision=precision, progress=bar))
+                                     precision=precision, progress=bar, first_index=first_index))

@@ -18,7 +18,7 @@ import torch
 from ..budget import Budget, BudgetSchedule
 from ..objectives.masked import mask_ratio
 from ..precision import autocast, check_precision
-from ..rng import decode_noise_seed, generator
+from ..rng import generator, sample_seed
 from .common import guided_call, guided_fn, network_fn, to_uint8
 
 LogitsFn = Callable[..., torch.Tensor]  # fn(tokens (B, T), y (B,), step: StepBudget) -> fp32 logits (B, T, V)
@@ -79,7 +79,7 @@ class NoiseSource:
         """-> uniforms (B, T, V) for token sampling, uniforms (B, T) for the confidence noise."""
         tok, choice = [], []
         for i in self.rows:
-            g = generator(decode_noise_seed(self.seed, i, k))
+            g = generator(sample_seed(self.seed, i, k))
             tok.append(torch.rand(self.tokens, self.vocab, generator=g))
             choice.append(torch.rand(self.tokens, generator=g))
         return torch.stack(tok), torch.stack(choice)
@@ -131,14 +131,15 @@ def maskgit_decode(model, y: torch.Tensor, loops: LoopSpec, settings: DecodeSett
 @torch.no_grad()
 def sample_tokens(model, labels: torch.Tensor, loops: LoopSpec, settings: DecodeSettings, seed: int = 0,
                   batch_size: int = 250, progress=None, precision: str = "fp32",
-                  uncond: LoopSpec | None = None) -> torch.Tensor:
-    """Decode one token grid per label -> int64 (N, *model.sample_shape)."""
+                  uncond: LoopSpec | None = None, first_index: int = 0) -> torch.Tensor:
+    """Decode one token grid per label -> int64 (N, *model.sample_shape); label j is sample first_index + j."""
     check_precision("precision", precision)
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(labels), batch_size):
         y = labels[start:start + batch_size].to(device)
-        noise = NoiseSource(seed, range(start, start + len(y)), model.cfg.tokens, model.cfg.codebook_size)
+        rows = range(first_index + start, first_index + start + len(y))
+        noise = NoiseSource(seed, rows, model.cfg.tokens, model.cfg.codebook_size)
         with autocast(device, precision):
             toks = maskgit_decode(model, y, loops, settings, noise, uncond=uncond)
         out.append(toks.view(-1, *model.sample_shape).cpu())
@@ -150,7 +151,8 @@ def sample_tokens(model, labels: torch.Tensor, loops: LoopSpec, settings: Decode
 @torch.no_grad()
 def sample_images(model, tokenizer, labels: torch.Tensor, loops: LoopSpec, settings: DecodeSettings,
                   seed: int = 0, batch_size: int = 250, progress=None, precision: str = "fp32",
-                  uncond: LoopSpec | None = None) -> torch.Tensor:
+                  uncond: LoopSpec | None = None, first_index: int = 0) -> torch.Tensor:
     """Decode tokens and map them to pixels with the tokenizer -> uint8 (N, H, W, C)."""
-    tokens = sample_tokens(model, labels, loops, settings, seed, batch_size, progress, precision, uncond)
+    tokens = sample_tokens(model, labels, loops, settings, seed, batch_size, progress, precision, uncond,
+                           first_index)
     return torch.cat([to_uint8(tokenizer.decode(tokens[i:i + 500])) for i in range(0, len(tokens), 500)])

@@ -18,7 +18,8 @@ from ..budget import Budget, BudgetSchedule
 class SampleRequest:
     """Samples for `labels` (N,): `steps` sampling steps at `loops` (an int, a Budget, one per step, or a
     BudgetSchedule), guidance scale `guidance`, the unconditional branch at `uncond` (None: as the
-    conditional one). Sample i depends only on (seed, i). `batch_size` None: the family's default."""
+    conditional one). Sample i depends only on (seed, first_index + i). `batch_size` None: the family's
+    default."""
 
     labels: torch.Tensor
     loops: int | Budget | Sequence[int | Budget] | BudgetSchedule
@@ -29,6 +30,7 @@ class SampleRequest:
     batch_size: int | None = None
     precision: str = "fp32"  # "fp32" | "bf16" (autocast of the network)
     progress: Any = None  # anything with update(n), e.g. a tqdm bar
+    first_index: int = 0  # labels[j] is sample number first_index + j of the whole set (its noise streams)
 
     @classmethod
     def positional(cls, labels, loops, steps, guidance=1.0, seed=0, batch_size=None, progress=None,

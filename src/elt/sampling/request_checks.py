@@ -147,8 +147,14 @@ def sampling_settings(cfg, steps: int | None = None, guidance: float | None = No
     return steps, guidance
 
 
-def class_labels(labels: list[int] | None, per_class: int, num_classes: int) -> torch.Tensor:
-    """The labels to sample (N,) int64: the given ones, or `per_class` of every class in class order."""
+def class_labels(labels: list[int] | None, per_class: int, num_classes: int, n: int | None = None) -> torch.Tensor:
+    """The labels to sample (N,) int64: the given ones; `n` balanced ones (sample i has label i mod K, so
+    every class gets n/K samples, ±1, and every chunk of the set mixes classes); or `per_class` of every class
+    in class order."""
+    if n is not None:
+        if n < 1:
+            raise ConfigError(f"--num-samples must be >= 1 (the number of samples), got {n}")
+        return torch.arange(n) % num_classes
     if labels:
         bad = [y for y in labels if not 0 <= y < num_classes]
         if bad:
