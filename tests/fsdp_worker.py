@@ -73,6 +73,7 @@ def main() -> None:
     if rank == 0:
         with open(sys.argv[1], "w") as f:
             json.dump(results, f)
+    dist.barrier()  # no rank leaves the group while another is still working (gloo can abort the early one)
     dist.destroy_process_group()
 
 

@@ -94,7 +94,8 @@ def test_sample_writes_a_record_beside_the_npz(trained, tmp_path, capsys):
                                    "batch_size")} == {"run": str(run), "checkpoint_step": 4, "loops": 3,
                                                       "steps": 2, "cfg": 2.0, "seed": 7, "precision": "fp32",
                                                       "batch_size": None}
-    assert record["labels"] == {"n": 6, "classes": [0, 1, 2], "per_class": 2}
+    assert record["labels"] == {"n": 6, "classes": [0, 1, 2], "per_class": 2, "rule": "per class, in class order"}
+    assert (record["processes"], record["chunk"]) == (1, 1000)
     assert record["wall_seconds"] > 0
     model, _ = from_pretrained(run)
     assert record["gflops_per_sample"] == pytest.approx(gflops_per_sample(model, 3, 2, 2.0))
@@ -103,7 +104,8 @@ def test_sample_writes_a_record_beside_the_npz(trained, tmp_path, capsys):
     assert main(["sample", str(run), "--out", str(sched), "--labels", "1", "1", "0", "--steps", "2",
                  "--loops", "1,4", "--cfg", "1", "--precision", "fp32"]) == 0, _err(capsys)
     record = json.loads((tmp_path / "sched.json").read_text())
-    assert record["loops"] == [1, 4] and record["labels"] == {"n": 3, "classes": [0, 1], "per_class": None}
+    assert record["loops"] == [1, 4] and record["labels"] == {"n": 3, "classes": [0, 1], "per_class": None,
+                                                             "rule": "given"}
     assert record["gflops_per_sample"] == pytest.approx(gflops_per_sample(model, 1, 1, 1.0)
                                                         + gflops_per_sample(model, 4, 1, 1.0))
 

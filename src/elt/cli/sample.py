@@ -45,6 +45,7 @@ def run(args) -> None:
     info = distributed.setup(args.device)
     try:
         _run(args, info)
+        distributed.barrier()  # the other ranks wait for the merge: none leaves the group early
     finally:
         distributed.teardown()
 

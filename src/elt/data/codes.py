@@ -4,12 +4,16 @@ A code folder holds
 
     codes.npy    (N, *code_shape)  integer tokens or float latents, read memory-mapped
     labels.npy   (N,)              int64 class labels
-    meta.json    {"format": "elt-codes", "version": 1, "kind": "tokens" | "latents", "shape": [N, ...],
-                  "dtype": "int16", "source": <hash of the media>, "codec": <what made the codes>,
-                  "class_names": [...], "codebook_size": K (tokens), "stats": {...} (latents)}
+    meta.json    {"format": "elt-codes", "version": 1, "kind": "tokens" | "latents" | "moments",
+                  "shape": [N, ...], "dtype": "int16", "source": <hash of the media>, "codec": <what made the
+                  codes>, "class_names": [...], "codebook_size": K (tokens), "stats": {...} (latents, moments),
+                  "vae": {...} (moments)}
 
 Latents are stored as the model takes them (already scaled by the codec that made them); `stats` (per-channel
-mean and std over items and positions, global min and max) is recorded to check that scaling. A folder is
+mean and std over items and positions, global min and max) is recorded to check that scaling. Moments are a
+VAE's posterior, cat(mean, std) over channels, unscaled (`elt data latents`): the model takes
+z = (mean + std·ε)·vae.scaling_factor with a fresh ε at every training step; `vae` records which VAE
+(data.vae.VaeInfo), so samples can be decoded with it. A folder is
 written in a staged temporary folder and renamed into place, so a reader never sees half of one.
 """
 from __future__ import annotations
@@ -28,7 +32,8 @@ from .dataset import DataError, ImageDataset, as_index
 
 FORMAT, VERSION = "elt-codes", 1
 META_FILE, CODES_FILE, LABELS_FILE = "meta.json", "codes.npy", "labels.npy"
-KIND_DTYPES = {"tokens": ("uint8", "int16", "int32", "int64"), "latents": ("float16", "float32")}
+KIND_DTYPES = {"tokens": ("uint8", "int16", "int32", "int64"), "latents": ("float16", "float32"),
+               "moments": ("float16", "float32")}
 STATS_CHUNK = 4096  # items per pass when computing latent stats
 
 
@@ -36,7 +41,7 @@ STATS_CHUNK = 4096  # items per pass when computing latent stats
 class CodeMeta:
     """What meta.json records about a code folder."""
 
-    kind: str  # "tokens" (discrete) | "latents" (continuous)
+    kind: str  # "tokens" (discrete) | "latents" (continuous) | "moments" (a VAE posterior: mean and std)
     shape: tuple[int, ...]  # (N, *code_shape)
     dtype: str  # numpy dtype name of codes.npy
     source: str  # hash of the media the codes were made from
@@ -44,6 +49,7 @@ class CodeMeta:
     class_names: tuple[str, ...]
     codebook_size: int | None = None  # tokens only: values lie in 0..codebook_size-1
     stats: dict | None = None  # latents only: {"mean": [C], "std": [C], "min": x, "max": x}
+    vae: dict | None = None  # moments only: the VAE that made them (data.vae.VaeInfo.to_dict())
 
     @property
     def code_shape(self) -> tuple[int, ...]:
@@ -110,7 +116,7 @@ def read_meta(folder: str | os.PathLike[str]) -> CodeMeta:
     if record.get("version") != VERSION:
         raise DataError(f"{path} has version {record.get('version')!r}, this elt reads version {VERSION}: write the "
                         f"code folder again")
-    fields = {"kind", "shape", "dtype", "source", "codec", "class_names", "codebook_size", "stats"}
+    fields = {"kind", "shape", "dtype", "source", "codec", "class_names", "codebook_size", "stats", "vae"}
     missing = sorted({"kind", "shape", "dtype", "source", "codec", "class_names"} - set(record))
     unknown = sorted(set(record) - fields - {"format", "version"})
     if missing or unknown:
@@ -129,7 +135,7 @@ def read_meta(folder: str | os.PathLike[str]) -> CodeMeta:
         raise DataError(f"{path}: \"stats\" must be an object (per-channel mean/std, min, max) or null, got "
                         f"{record['stats']!r}")
     meta = CodeMeta(record["kind"], tuple(shape), record["dtype"], record["source"], record["codec"], tuple(names),
-                    record.get("codebook_size"), record.get("stats"))
+                    record.get("codebook_size"), record.get("stats"), record.get("vae"))
     _check_meta(meta, path)
     return meta
 
@@ -151,6 +157,16 @@ def _check_meta(meta: CodeMeta, path: Path) -> None:
             raise DataError(f"{path}: token codes need \"codebook_size\" (an integer >= 1), got {k!r}")
     elif meta.codebook_size is not None:
         raise DataError(f"{path}: latent codes have no \"codebook_size\" (got {meta.codebook_size!r}): remove it")
+    if meta.kind == "moments":
+        vae = meta.vae
+        scale = vae.get("scaling_factor") if isinstance(vae, dict) else None
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale > 0:
+            raise DataError(f"{path}: moments need \"vae\" with its \"scaling_factor\" (a number > 0), got "
+                            f"{vae!r}: write the latents again with `elt data latents`")
+        if meta.shape[1] % 2:
+            raise DataError(f"{path}: moments hold cat(mean, std), an even number of channels, got {meta.shape[1]}")
+    elif meta.vae is not None:
+        raise DataError(f"{path}: only moments record a \"vae\": remove it")
 
 
 def _check_arrays(meta: CodeMeta, codes: np.ndarray, labels: np.ndarray, folder: Path) -> None:
@@ -194,7 +210,8 @@ class CodeDataset(ImageDataset):
         self.class_names = list(self.meta.class_names)
         self.num_classes = len(self.class_names)
         self.code_shape = self.meta.code_shape
-        self.image_shape = self.code_shape
+        c, *spatial = self.code_shape  # moments: cat(mean, std), the model sees one of the halves
+        self.image_shape = (c // 2, *spatial) if self.kind == "moments" else self.code_shape
 
     @property
     def kind(self) -> str:
@@ -217,9 +234,16 @@ class CodeDataset(ImageDataset):
         """Every item's codes, (N, *code_shape), read into memory (int64 tokens or float32 latents)."""
         return self.get_batch(torch.arange(len(self)))[0]
 
-    def model_inputs(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes from get_batch -> what the model takes: latents as they are stored, tokens as int64."""
-        return codes.long() if self.discrete else codes.float()
+    def model_inputs(self, codes: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes from get_batch -> what the model takes: latents as they are stored, tokens as int64; moments
+        (B, 2C, ...) -> a posterior sample (mean + std·noise)·scaling_factor (B, C, ...) (noise None: the mean)."""
+        if self.discrete:
+            return codes.long()
+        if self.kind != "moments":
+            return codes.float()
+        mean, std = codes.float().chunk(2, dim=1)
+        z = mean if noise is None else mean + std * noise.to(mean.device, mean.dtype)
+        return z * float(self.meta.vae["scaling_factor"])
 
     def __repr__(self) -> str:
         return (f"CodeDataset({self.folder}, kind={self.kind}, n={len(self)}, classes={self.num_classes}, "

@@ -29,7 +29,11 @@ class FlowFamily:
         u = torch.randn(B, generator=g)
         items, labels = data.get_batch(idx[rank_slice])  # uint8 pixels, or codes from a code folder
         labels = drop_labels(labels, t.label_dropout, null_label, g, B, rank_slice)  # g's third draw, (b,)
-        x0 = data.model_inputs(items.to(device))  # (b, C, *S): pixels in [-1, 1], or latents as stored
+        if getattr(data, "kind", None) == "moments":  # a VAE posterior: a fresh sample every step (g's 4th draw)
+            eps = torch.randn(B, *data.image_shape, generator=g)[rank_slice]
+            x0 = data.model_inputs(items.to(device), eps.to(device))  # (b, C, *S) scaled latents
+        else:
+            x0 = data.model_inputs(items.to(device))  # (b, C, *S): pixels in [-1, 1], or latents as stored
         x_t, tt, target, weight = self.process.training_inputs(x0, noise[rank_slice].to(device),
                                                                u[rank_slice].to(device))
         return {"x_t": x_t, "t": tt, "y": labels.to(device), "target": target, "weight": weight}
@@ -56,8 +60,30 @@ class FlowFamily:
         from ..sampling.flow import sample_images
         from ..sampling.request import Sampler
 
+        data = getattr(self.cfg, "data", None)  # a family built from a partial config has no data section
+        decode = None if data is None else vae_decoder(data.name, next(model.parameters()).device)
+
         def run(r):
             return sample_images(model, self.process, r.labels, r.loops, r.steps, r.guidance, r.seed,
                                  r.batch_size or self.SAMPLE_BATCH, r.progress, r.precision, uncond=r.uncond,
-                                 first_index=r.first_index)
+                                 first_index=r.first_index, to_pixels=decode)
         return Sampler(run)
+
+
+def vae_decoder(data_name: str, device):
+    """For a run trained on VAE moments (`elt data latents`): the VAE decoder its samples go through, from the
+    folder recorded in the data's meta.json; None for any other data (samples are the model's outputs)."""
+    from pathlib import Path
+
+    from ..data.codes import is_code_folder, read_meta
+
+    root = Path(str(data_name)).expanduser()
+    folder = next((f for f in (root, root / "train") if is_code_folder(f)), None)
+    if folder is None:
+        return None
+    meta = read_meta(folder)
+    if meta.kind != "moments":
+        return None
+    from ..data.vae import VaeDecoder
+
+    return VaeDecoder(meta.vae, device)

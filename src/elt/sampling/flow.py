@@ -92,8 +92,10 @@ def sample_noise(seed: int, indices: range, k: int, shape: tuple[int, ...]) -> t
 @torch.no_grad()
 def sample_images(model, process, labels: torch.Tensor, loops: LoopSpec, steps: int, cfg: float = 1.0,
                   seed: int = 0, batch_size: int = 250, progress=None, precision: str = "fp32",
-                  uncond: LoopSpec | None = None, first_index: int = 0) -> torch.Tensor:
-    """Generate one sample per label -> uint8 (N, H, W, C), the ADM `.npz` layout (for images).
+                  uncond: LoopSpec | None = None, first_index: int = 0,
+                  to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Generate one sample per label -> uint8 (N, H, W, C), the ADM `.npz` layout (for images); `to_pixels`
+    maps the model's outputs to images in [-1, 1] first (a VAE decoder for latent models).
 
     `loops`: an int, a Budget, one per step, or a BudgetSchedule; `uncond` the unconditional branch's budget
     (None: as the conditional one; a different one costs a second network call per step).
@@ -118,7 +120,7 @@ def sample_images(model, process, labels: torch.Tensor, loops: LoopSpec, steps: 
         noise = sample_noise(seed, rows, 0, shape).to(device)
         with autocast(device, precision):
             x = _sample_batch(denoise, process, noise, y, schedule, seed, rows, shape)
-        out.append(to_uint8(x))
+        out.append(to_uint8(x if to_pixels is None else to_pixels(x)))
         if progress is not None:
             progress.update(len(y))
     return torch.cat(out)

@@ -1,14 +1,14 @@
 """FSDP2 (`torch.distributed.fsdp.fully_shard`) as the trainer's second parallel strategy (`train.parallel: fsdp`).
 
-The whole looped core is one FSDP unit with `reshard_after_forward=False`, the rest of the model the root unit:
-the core's weights are all-gathered once per step and reused by every loop and by the backward pass, so
-communication does not grow with L (one unit per block would all-gather each block once per loop, twice with
-resharding, and could not work here: the core computes every block's adaLN modulation once per forward,
-outside the block's own call, where a per-block unit's parameters are still sharded). Parameters are gathered in bf16 when train.precision is bf16 (the compute runs under autocast as
-in DDP; inputs are not cast, so the residual stream and the time embedding stay fp32) and gradients are
-reduce-scattered in fp32. The EMA copy is sharded the same way and updated shard by shard (no communication).
-Checkpoints hold the full, unsharded state dicts in the DDP format: `from_pretrained` reads them unchanged
-and a run resumes under either strategy and any world size.
+The whole looped core is one FSDP unit with `reshard_after_forward=False`, the rest of the model the root unit: the
+core's weights are all-gathered once per step and reused by every loop and by the backward pass, so communication
+does not grow with L (one unit per block would all-gather each block once per loop, twice with resharding, and
+could not work here: the core computes every block's adaLN modulation once per forward, outside the block's own
+call, where a per-block unit's parameters are still sharded). Parameters are gathered in bf16 when train.precision
+is bf16 (the compute runs under autocast as in DDP; inputs are not cast, so the residual stream and the time
+embedding stay fp32) and gradients are reduce-scattered in fp32. The EMA copy is sharded the same way and updated
+shard by shard (no communication). Checkpoints hold the full, unsharded state dicts in the DDP format:
+`from_pretrained` reads them unchanged and a run resumes under either strategy and any world size.
 """
 from __future__ import annotations
 

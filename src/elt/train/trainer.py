@@ -189,9 +189,11 @@ class Trainer:
 
 
     def _pixel_samples(self) -> bool:
-        """Sample grids are drawn for image models on pixel data only: latents need their decoder (not part
-        of a run yet) and clips have no single-image grid."""
-        return getattr(self.data, "kind", "pixels") != "latents" and len(self.cfg.model.input_shape) == 3
+        """Sample grids are drawn for image models on pixel data only: latents would need their decoder (a VAE
+        decode per grid is not worth it during training; `elt sample` decodes) and clips have no single-image
+        grid."""
+        latent = getattr(self.data, "kind", "pixels") in ("latents", "moments")
+        return not latent and len(self.cfg.model.input_shape) == 3
 
 
 def train(cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True,
