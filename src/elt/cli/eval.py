@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import ConfigError
@@ -66,6 +67,10 @@ def _score_images(args, path: Path, images, labels, report: dict) -> None:
 
     if args.label_kind:
         raise ConfigError(f"--label-kind is for clip samples; {path} holds images")
+    from ..eval.adm import is_adm_ref
+
+    if is_adm_ref(args.ref):
+        return _score_against_adm(args, path, images, labels, report)
     if args.ref:
         from ..eval.report import QualityEvaluator, default_features, headline
 
@@ -89,6 +94,28 @@ def _score_images(args, path: Path, images, labels, report: dict) -> None:
 
         report.update(class_consistency(classifier, images, torch.as_tensor(labels)))
         print(json.dumps({k: report[k] for k in ("n", "accuracy")}))
+
+
+def _score_against_adm(args, path: Path, images, labels, report: dict) -> None:
+    """`--ref adm:FILE.npz`: FID, sFID, precision/recall against an ADM reference batch (+ class-consistency
+    with --classifier)."""
+    from ..eval.adm import AdmReference
+    from ..eval.inception import InceptionFeatures
+
+    if args.features and args.features != ["inception"]:
+        raise ConfigError(f"--ref adm: scores with Inception features only (ADM's protocol), got --features "
+                          f"{' '.join(args.features)}")
+    ref = AdmReference(args.ref, InceptionFeatures(args.inception))
+    report.update(ref.evaluate(np.asarray(images), args.seed))
+    if args.classifier:
+        from ..eval.classifier import check_input, class_consistency, load_classifier
+        from ..eval.samples import check_label_range
+
+        classifier = load_classifier(args.classifier)
+        check_input(classifier, images, f"{path}: ")
+        check_label_range(labels, classifier.num_classes, f"{path}: ")
+        report.update(class_consistency(classifier, images, torch.as_tensor(labels)))
+    print(json.dumps({k: report[k] for k in ("n", "fid", "sfid", "precision", "recall")}))
 
 
 def _score_clips(args, path: Path, clips, labels, report: dict) -> None:

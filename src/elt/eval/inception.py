@@ -96,6 +96,36 @@ class InceptionFeatures:
             x = tf1_bilinear_resize(x, (INPUT_SIZE, INPUT_SIZE))
         return ((x - 128) / 128).contiguous(memory_format=torch.channels_last)
 
+    def spatial_net(self):
+        """The bundled network's layers up to ADM's sFID tensor `mixed_6/conv` (the 1x1 branch of the 7th mixed
+        block: conv, batch norm, ReLU; (B, 192, 17, 17)), or None for a network without that structure."""
+        layers = getattr(getattr(self.net, "net", None), "layers", None)
+        names = [n for n, _ in layers.named_children()] if layers is not None else []
+        if "mixed_6" not in names or not hasattr(layers.mixed_6, "conv"):
+            return None
+        stem = [m for _, m in layers.named_children()][:names.index("mixed_6")]
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            for module in stem:
+                x = module(x)
+            return layers.mixed_6.conv(x)
+        return run
+
+    @torch.no_grad()
+    def spatial(self, images: np.ndarray | torch.Tensor, desc: str | None = "inception mixed_6") -> np.ndarray:
+        """uint8 images -> (N, 2023) sFID features: mixed_6/conv, its first 7 channels (ADM's evaluator)."""
+        net = self.spatial_net()
+        if net is None:
+            raise DataError(f"{self.path} does not expose mixed_6/conv (the sFID features): sFID needs the "
+                            f"bundled Inception")
+        x = _as_nchw_uint8(images, 3)
+        out = []
+        for i in tqdm(range(0, len(x), self.batch_size), desc=desc, unit="batch", disable=desc is None,
+                      leave=False):
+            f = net(self.preprocess(x[i:i + self.batch_size]))[:, :7]  # (B, 7, 17, 17)
+            out.append(f.permute(0, 2, 3, 1).flatten(1).float().cpu())  # NHWC order, as TF flattens it
+        return torch.cat(out).numpy()
+
     @torch.no_grad()
     def __call__(self, images: np.ndarray | torch.Tensor, desc: str | None = "inception") -> np.ndarray:
         shape = np.shape(images)
