@@ -76,3 +76,26 @@ def write_video(path, frames: int, h: int = 24, w: int = 32):
         for packet in stream.encode():
             out.mux(packet)
     return path
+
+
+UCF_CLASSES = ("ApplyEyeMakeup", "Biking", "Diving")
+
+
+def write_fake_ucf101(root, frames: int):
+    """A UCF-101 root in the official layout: 3 classes x 2 videos of `frames` frames (group 1 in the train
+    list of split 1, group 2 in its test list), classInd.txt (PyAV, the `video` extra)."""
+    from pathlib import Path
+
+    root = Path(root)
+    train, test = [], []
+    for c in UCF_CLASSES:
+        for g in (1, 2):
+            name = f"{c}/v_{c}_g0{g}_c01.avi"
+            write_video(root / "UCF-101" / name, frames)
+            (train if g == 1 else test).append(name)
+    lists = root / "ucfTrainTestlist"
+    lists.mkdir()
+    (lists / "classInd.txt").write_text("".join(f"{k + 1} {c}\n" for k, c in enumerate(UCF_CLASSES)))
+    (lists / "trainlist01.txt").write_text("".join(f"{n} {UCF_CLASSES.index(n.split('/')[0]) + 1}\n" for n in train))
+    (lists / "testlist01.txt").write_text("".join(f"{n}\n" for n in test))
+    return root

@@ -14,10 +14,9 @@ from torch import nn
 from elt.cli import main
 
 pytest.importorskip("av")
-from stand_ins import write_video  # noqa: E402
+from stand_ins import write_fake_ucf101  # noqa: E402
 
 CONFIG = "configs/ucf101_masked.yaml"
-CLASSES = ["ApplyEyeMakeup", "Biking", "Diving"]
 
 
 class Magvit3DStandIn(nn.Module):
@@ -48,19 +47,7 @@ class Magvit3DStandIn(nn.Module):
 @pytest.fixture(scope="module")
 def ucf_root(tmp_path_factory):
     """3 classes x 2 videos of 16 frames in the official layout, split 1 lists and classInd.txt."""
-    root = tmp_path_factory.mktemp("UCF101")
-    train, test = [], []
-    for c in CLASSES:
-        for g in (1, 2):
-            name = f"{c}/v_{c}_g0{g}_c01.avi"
-            write_video(root / "UCF-101" / name, 16)
-            (train if g == 1 else test).append(name)
-    lists = root / "ucfTrainTestlist"
-    lists.mkdir()
-    (lists / "classInd.txt").write_text("".join(f"{k + 1} {c}\n" for k, c in enumerate(CLASSES)))
-    (lists / "trainlist01.txt").write_text("".join(f"{n} {CLASSES.index(n.split('/')[0]) + 1}\n" for n in train))
-    (lists / "testlist01.txt").write_text("".join(f"{n}\n" for n in test))
-    return root
+    return write_fake_ucf101(tmp_path_factory.mktemp("UCF101"), 16)
 
 
 def test_ucf101_config_trains_and_samples_with_a_torchscript_3d_tokenizer(ucf_root, tmp_path):

@@ -14,7 +14,7 @@ from elt.data.dataset import ArrayImageDataset
 from elt.errors import DataError
 
 av = pytest.importorskip("av")
-from stand_ins import LEVEL, write_video  # frame t is painted at LEVEL·t, with a white top-left square
+from stand_ins import LEVEL, write_fake_ucf101, write_video  # frame t is painted at LEVEL·t, with a white top-left square
 
 
 def frame_ids(clip: torch.Tensor) -> list[int]:
@@ -25,20 +25,7 @@ def frame_ids(clip: torch.Tensor) -> list[int]:
 @pytest.fixture(scope="module")
 def ucf(tmp_path_factory) -> Path:
     """A UCF-101 root: 3 classes x 2 videos of 12 frames, official lists for split 1, classInd."""
-    root = tmp_path_factory.mktemp("ucf")
-    classes = ["ApplyEyeMakeup", "Biking", "Diving"]
-    train, test = [], []
-    for k, c in enumerate(classes):
-        for g in (1, 2):
-            name = f"{c}/v_{c}_g0{g}_c01.avi"
-            write_video(root / "UCF-101" / name, 12)
-            (train if g == 1 else test).append(name)
-    lists = root / "ucfTrainTestlist"
-    lists.mkdir()
-    (lists / "classInd.txt").write_text("".join(f"{k + 1} {c}\n" for k, c in enumerate(classes)))
-    (lists / "trainlist01.txt").write_text("".join(f"{n} {classes.index(n.split('/')[0]) + 1}\n" for n in train))
-    (lists / "testlist01.txt").write_text("".join(f"{n}\n" for n in test))
-    return root
+    return write_fake_ucf101(tmp_path_factory.mktemp("ucf"), 12)
 
 
 def test_ucf101_split_1_reads_the_lists_and_class_index(ucf):

@@ -31,7 +31,7 @@ def adm_center_crop(img: Image.Image, size: int) -> np.ndarray:
         img = img.resize(tuple(x // 2 for x in img.size), resample=Image.BOX)
     scale = size / min(*img.size)
     img = img.resize(tuple(round(x * scale) for x in img.size), resample=Image.BICUBIC)
-    arr = np.asarray(img.convert("RGB"))
+    arr = np.array(img.convert("RGB"))  # a writable copy, as ADM's np.array
     top, left = (arr.shape[0] - size) // 2, (arr.shape[1] - size) // 2
     return arr[top:top + size, left:left + size]
 
