@@ -20,7 +20,9 @@ def forward_flops(model: torch.nn.Module, loops: int | Budget) -> int:
     torch.utils.flop_counter."""
     from .bench.flops import count_flops
 
-    inputs, kwargs = model.example_inputs(1), Budget.of(loops).model_kwargs()
+    device = next(model.parameters()).device  # a model on a GPU counts on the GPU
+    inputs = tuple(t.to(device) for t in model.example_inputs(1))
+    kwargs = Budget.of(loops).model_kwargs()
     return count_flops(lambda: model(*inputs, **kwargs))[0]
 
 
