@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import time
 
+import torch
+
 from ..errors import ConfigError
 from ..outputs import output_file
 from .args import add_sampling_args, add_uncond_latents_arg, add_uncond_loops_arg, latents_arg, loops_arg
@@ -32,6 +34,12 @@ def add_parser(sub) -> None:
                         "job; results do not depend on it)")
     s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto: the GPU of this rank when there is one")
+    s.add_argument("--halt", metavar="RULE:TAU",
+                   help="per-sample adaptive loops (flow family): sampler:τ (how far one more loop would move the "
+                        "sampler's next state, pixel units, e.g. 0.008) or latent:τ (relative core-state change, e.g. "
+                        "0.03); each sample stops looping at each step once the change is below τ")
+    s.add_argument("--halt-cap", type=int, default=None, metavar="L",
+                   help="with --halt: the most loops per call (default: the trained L_max)")
     s.add_argument("--out", required=True, help="FILE.npz (FILE.json is written beside it)")
     s.add_argument("--grid", help="also write a grid: PNG for images, an animated GIF for clips")
     s.add_argument("--mp4", help="clip runs: also write the grid as an H.264 MP4 (needs PyAV: elt[video])")
@@ -50,6 +58,26 @@ def run(args) -> None:
         distributed.teardown()
 
 
+def _halt_rule(args, cfg, model):
+    """--halt RULE:τ [--halt-cap L] -> a HaltRule (None without --halt), checked before anything is drawn."""
+    if args.halt is None:
+        if args.halt_cap is not None:
+            raise ConfigError("--halt-cap caps the loops of --halt: pass --halt RULE:τ too, or use --loops")
+        return None
+    from ..sampling.adaptive import HaltRule
+
+    if cfg.family != "flow":
+        raise ConfigError("--halt (per-sample adaptive loops) is built for the flow family; the masked family's KL "
+                          "rule is not built yet: sample this run with fixed --loops")
+    if getattr(model, "latent", None) is not None:
+        raise ConfigError("--halt runs the core loop by loop, which a model with a latent interface does not "
+                          "support yet: sample this run with fixed --loops")
+    if args.loops is not None or args.uncond_loops is not None or args.latents is not None:
+        raise ConfigError("--halt picks every sample's loops itself: drop --loops / --uncond-loops / --latents "
+                          "(--halt-cap sets the most loops)")
+    return HaltRule.parse(args.halt, cfg.train_loops if args.halt_cap is None else args.halt_cap)
+
+
 def _request_key(args, loaded, labels, loops, steps, guidance, kind) -> dict:
     """What makes a sample set: two runs with the same key give the same samples (the chunk manifest)."""
     import hashlib
@@ -57,7 +85,8 @@ def _request_key(args, loaded, labels, loops, steps, guidance, kind) -> dict:
     return {"run": str(args.run_dir), "checkpoint": str(loaded.checkpoint), "loops": str(loops),
             "uncond_loops": str(args.uncond_loops), "latents": str(args.latents),
             "uncond_latents": str(args.uncond_latents), "steps": steps, "cfg": guidance, "guidance": kind,
-            "seed": args.seed, "precision": args.precision, "chunk": args.chunk,
+            "seed": args.seed, "precision": args.precision, "chunk": args.chunk, "halt": str(args.halt),
+            "halt_cap": str(args.halt_cap),
             "labels_sha256": hashlib.sha256(labels.numpy().tobytes()).hexdigest()}
 
 
@@ -97,6 +126,7 @@ def _run(args, info) -> None:
     budget, uncond_budget = check_latent_budget(loaded.model, loops, uncond, guidance, args.latents,
                                                 args.uncond_latents, steps)
     guide, kind = check_guidance_kind(args.guidance, guidance, budget, uncond_budget)
+    halt = _halt_rule(args, cfg, loaded.model)
     parts = parts_dir(out)
     if info.is_main:
         claim_parts(parts, _request_key(args, loaded, labels, loops, steps, guidance, kind))
@@ -104,26 +134,39 @@ def _run(args, info) -> None:
     t0 = time.perf_counter()
 
     def draw(y, first):
-        return generate(loaded.sampler, y, budget, steps, guidance, args.seed, args.batch_size, args.precision,
-                        desc="", uncond=uncond_budget, guide=guide, first_index=first)
+        trace = []
+        images = generate(loaded.sampler, y, budget, steps, guidance, args.seed, args.batch_size, args.precision,
+                          desc="", uncond=uncond_budget, guide=guide, first_index=first, halt=halt, trace=trace)
+        return images, ({"loops": torch.cat(trace, 1).T.contiguous()} if halt else {})  # loops: (n, steps)
 
     draw_chunks(draw, labels, parts, args.chunk, info.rank, info.world)
     distributed.barrier()
     if not info.is_main:
         return
-    images = merge_chunks(parts, labels, args.chunk, out)
+    images, extra = merge_chunks(parts, labels, args.chunk, out)
     dt = time.perf_counter() - t0
     cheap = "" if uncond is None else f", uncond_loops={uncond}"
     cheap += "" if args.latents is None else f", latents={args.latents}"
     cheap += "" if args.uncond_latents is None else f", uncond_latents={args.uncond_latents}"
-    print(f"wrote {len(labels)} samples to {out} in {dt:.1f} s (loops={loops}{cheap}, steps={steps}, "
+    print(f"wrote {len(labels)} samples to {out} in {dt:.1f} s (loops={halt or loops}{cheap}, steps={steps}, "
           f"cfg={guidance} ({kind}), seed={args.seed})")
-    gflops = gflops_for_request(loaded.model, budget, steps, guidance, uncond_budget)
+    if halt is None:
+        gflops = gflops_for_request(loaded.model, budget, steps, guidance, uncond_budget)
+    else:
+        from ..sampling.adaptive import halted_gflops
+
+        gflops = halted_gflops(loaded.model, extra["loops"].T, guidance != 1.0)
     record = sample_record(args.run_dir, loaded.step, loops, steps, guidance, args.seed, labels, args.precision,
                            args.batch_size, dt, gflops, uncond, args.latents, args.uncond_latents, kind)
     record["labels"]["rule"] = ("balanced: sample i has class i mod K" if args.n else "given" if args.labels
                                 else "per class, in class order")
     record |= {"processes": info.world, "chunk": args.chunk}
+    if halt is not None:
+        used = extra["loops"].float()  # (N, steps)
+        record |= {"loops": None, "halt": {"rule": halt.kind, "tau": halt.tau, "cap": halt.cap},
+                   "mean_loops_per_call": round(float(used.mean()), 4),
+                   "mean_loops_per_step": [round(float(v), 4) for v in used.mean(0)]}
+        print(f"halting {halt}: {float(used.mean()):.3f} loops per call on average")
     print(f"wrote {write_sidecar(out, record)} ({gflops:.4g} GFLOPs per sample)")
     per_class = None if args.labels or args.n else args.per_class
     if args.grid and clips:

@@ -66,7 +66,7 @@ class FlowFamily:
         def run(r):
             return sample_images(model, self.process, r.labels, r.loops, r.steps, r.guidance, r.seed,
                                  r.batch_size or self.SAMPLE_BATCH, r.progress, r.precision, uncond=r.uncond,
-                                 first_index=r.first_index, to_pixels=decode)
+                                 first_index=r.first_index, to_pixels=decode, halt=r.halt, trace=r.trace)
         return Sampler(run)
 
 

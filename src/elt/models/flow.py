@@ -185,11 +185,19 @@ class FlowTransformer(nn.Module):
         else:
             latents = path.check_latents(latents)
         want = check_loops(loops, exits)
-        h = self.patch_embed(self.patches.patchify(x)) + self.pos  # (B, T, D)
-        c = self.t_embed(t) + self.y_embed(y)  # (B, D)
+        h, c = self.embed(x, t, y)
         if path is None:
             states = self.core(h, c, loops, want)  # each (B, T, D)
         else:
             states = path.around(self.core, h, c, loops, want, latents)  # each (B, T, D)
-        outs = [self.patches.unpatchify(self.final(s, c)) for s in states]  # each (B, *sample_shape)
+        outs = [self.readout(s, c) for s in states]  # each (B, *sample_shape)
         return outs if exits is not None else outs[0]
+
+    def embed(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The core's input: patch tokens h (B, T, D) and the condition c (B, D) of time and label."""
+        h = self.patch_embed(self.patches.patchify(x)) + self.pos  # (B, T, D)
+        return h, self.t_embed(t) + self.y_embed(y)
+
+    def readout(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """A core state (B, T, D) -> the prediction (B, *sample_shape): final adaLN layer, unpatchify."""
+        return self.patches.unpatchify(self.final(h, c))

@@ -54,20 +54,29 @@ class LoopedCore(nn.Module):
         self.block_calls = 0  # counts block applications (for tests and FLOP accounting)
         self.checkpoint_blocks = False  # train.checkpoint_activations: recompute each block call in backward
 
+    def modulations(self, c: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+        """c: (B, D) -> every block's six (B, D) adaLN modulations: computed once, reused by every loop."""
+        return [blk.modulation(c) for blk in self.blocks]
+
+    def loop_once(self, x: torch.Tensor, mods: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+        """One loop: the N blocks applied to x (B, T, D) with their modulations -> (B, T, D)."""
+        for blk, mod in zip(self.blocks, mods):
+            if self.checkpoint_blocks and torch.is_grad_enabled():  # keeps x, drops the block's activations
+                x = checkpoint(blk, x, mod, use_reentrant=False)
+            else:
+                x = blk(x, mod)
+        if not torch.compiler.is_compiling():  # a changing int attribute would force recompiles
+            self.block_calls += len(self.blocks)
+        return x
+
     def forward(self, x: torch.Tensor, c: torch.Tensor, loops: int,
                 exits: Sequence[int] | None = None) -> list[torch.Tensor]:
         """x: (B, T, D) tokens, c: (B, D) condition -> hidden states (B, T, D) after each exit loop."""
         exits = check_loops(loops, exits)
-        mods = [blk.modulation(c) for blk in self.blocks]  # once per forward, shared by all loops
+        mods = self.modulations(c)  # once per forward, shared by all loops
         states = []
         for loop in range(1, exits[-1] + 1):
-            for blk, mod in zip(self.blocks, mods):
-                if self.checkpoint_blocks and torch.is_grad_enabled():  # keeps x, drops the block's activations
-                    x = checkpoint(blk, x, mod, use_reentrant=False)
-                else:
-                    x = blk(x, mod)
-            if not torch.compiler.is_compiling():  # a changing int attribute would force recompiles
-                self.block_calls += len(self.blocks)
+            x = self.loop_once(x, mods)
             if loop in exits:
                 states.append(x)
         return states

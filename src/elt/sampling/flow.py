@@ -93,9 +93,13 @@ def sample_noise(seed: int, indices: range, k: int, shape: tuple[int, ...]) -> t
 def sample_images(model, process, labels: torch.Tensor, loops: LoopSpec, steps: int, cfg: float = 1.0,
                   seed: int = 0, batch_size: int = 250, progress=None, precision: str = "fp32",
                   uncond: LoopSpec | None = None, first_index: int = 0,
-                  to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+                  to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None, halt=None,
+                  trace: list | None = None) -> torch.Tensor:
     """Generate one sample per label -> uint8 (N, H, W, C), the ADM `.npz` layout (for images); `to_pixels`
     maps the model's outputs to images in [-1, 1] first (a VAE decoder for latent models).
+
+    `halt` (a sampling.adaptive.HaltRule): every sample picks its own loop count at every step (then `loops`
+    is ignored); `trace`, a list, receives the loops each sample used, one (steps, b) tensor per batch.
 
     `loops`: an int, a Budget, one per step, or a BudgetSchedule; `uncond` the unconditional branch's budget
     (None: as the conditional one; a different one costs a second network call per step).
@@ -109,7 +113,10 @@ def sample_images(model, process, labels: torch.Tensor, loops: LoopSpec, steps: 
         raise ValueError(f"the DDPM sampler takes at most {SAMPLE_STREAMS - 1} steps (one noise stream each per "
                          f"sample), got {steps}")
     check_precision("precision", precision)
-    schedule = BudgetSchedule.of(loops, steps, uncond)
+    schedule = BudgetSchedule.of(loops if halt is None else halt.cap, steps, uncond)
+    if halt is not None and uncond is not None:
+        raise ValueError("--halt decides the loops of both guidance rows together: it does not combine with a "
+                         "separate --uncond-loops / --uncond-latents budget")
     denoise = guided_fn(model, cfg)
     device = next(model.parameters()).device
     shape = tuple(model.sample_shape)  # (C, *spatial)
@@ -118,8 +125,13 @@ def sample_images(model, process, labels: torch.Tensor, loops: LoopSpec, steps: 
         y = labels[start:start + batch_size].to(device)
         rows = range(first_index + start, first_index + start + len(y))
         noise = sample_noise(seed, rows, 0, shape).to(device)
+        if halt is not None:
+            used = []
+            denoise = _adaptive(model, process, halt, cfg, steps, used)
         with autocast(device, precision):
             x = _sample_batch(denoise, process, noise, y, schedule, seed, rows, shape)
+        if halt is not None and trace is not None:
+            trace.append(torch.stack(used))  # (steps, b)
         out.append(to_uint8(x if to_pixels is None else to_pixels(x)))
         if progress is not None:
             progress.update(len(y))
@@ -132,3 +144,33 @@ def _sample_batch(denoise, process, noise, y, schedule, seed, rows, shape):
             return sample_noise(seed, rows, i + 1, shape)
         return ddpm_solve(denoise, process, noise, y, schedule, step_noise)
     return euler_solve(denoise, noise, y, schedule)
+
+
+def x0_coefficients(process, steps: int) -> list[float]:
+    """Per step, how much the next sampler state moves per unit change of the prediction: Euler |Δt|; DDPM the
+    x̂0 coefficient a_s·var_ts/s_t² of the posterior mean (1 at the last step, which returns x̂0 itself)."""
+    if not isinstance(process, Diffusion):
+        return [1.0 / steps] * steps
+    ts, out = torch.linspace(1.0, 0.0, steps + 1), []
+    for i in range(steps):
+        if i == steps - 1:
+            out.append(1.0)
+            continue
+        (a_t, s_t), (a_s, s_s) = (process.alpha_sigma(process.logsnr(ts[j:j + 1])) for j in (i, i + 1))
+        var_ts = s_t**2 - (a_t / a_s)**2 * s_s**2
+        out.append(float(a_s * var_ts / s_t**2))
+    return out
+
+
+def _adaptive(model, process, halt, cfg: float, steps: int, used: list):
+    """A denoiser whose every call (sampling step k) halts per sample; the loops used go to `used`."""
+    from .adaptive import adaptive_predict
+
+    coefs, calls = x0_coefficients(process, steps), []
+
+    def denoise(x, t, y, step):
+        pred, loops = adaptive_predict(model, x, t, y, halt, cfg, coefs[len(calls)])
+        calls.append(1)
+        used.append(loops)
+        return pred
+    return denoise

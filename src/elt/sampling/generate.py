@@ -43,13 +43,16 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
 
 def generate(sampler: Callable, labels: torch.Tensor, loops: int | Budget | list[int | Budget], steps: int,
              guidance: float, seed: int, batch_size: int | None, precision: str, desc: str | None = None,
-             uncond: int | Budget | None = None, guide: str = "cfg", first_index: int = 0) -> torch.Tensor:
+             uncond: int | Budget | None = None, guide: str = "cfg", first_index: int = 0, halt=None,
+             trace: list | None = None) -> torch.Tensor:
     """Sample with a progress bar (desc "" hides it) -> uint8 (N, H, W, C) for labels (N,); `loops` a count,
     a Budget or one per step; `uncond` the budget of the guiding branch (None: as `loops`), `guide` its label
-    ("cfg": the null label; "autoguidance": the same label); labels[j] is sample first_index + j of the set."""
+    ("cfg": the null label; "autoguidance": the same label); labels[j] is sample first_index + j of the set;
+    `halt`/`trace`: per-sample adaptive loops (SampleRequest)."""
     shown = f"L={loops.loops} J={loops.latents}" if isinstance(loops, Budget) else f"L={loops}"
     if guide != "cfg":  # the label of the guiding branch travels inside the per-step schedule
         loops, uncond = BudgetSchedule.of(loops, steps, uncond, guide), None
     with tqdm(total=len(labels), desc=desc or f"sample {shown}", unit="img", disable=desc == "") as bar:
         return sampler(SampleRequest(labels, loops, steps, guidance, uncond=uncond, seed=seed, batch_size=batch_size,
-                                     precision=precision, progress=bar, first_index=first_index))
+                                     precision=precision, progress=bar, first_index=first_index, halt=halt,
+                                     trace=trace))

@@ -31,6 +31,8 @@ class SampleRequest:
     precision: str = "fp32"  # "fp32" | "bf16" (autocast of the network)
     progress: Any = None  # anything with update(n), e.g. a tqdm bar
     first_index: int = 0  # labels[j] is sample number first_index + j of the whole set (its noise streams)
+    halt: Any = None  # a sampling.adaptive.HaltRule: per-sample loop counts (`loops` is then the cap's schedule)
+    trace: list | None = None  # with `halt`: receives the loops each sample used, (steps, b) per batch
 
     @classmethod
     def positional(cls, labels, loops, steps, guidance=1.0, seed=0, batch_size=None, progress=None,

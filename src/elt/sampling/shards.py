@@ -53,10 +53,11 @@ def claim_parts(parts: Path, request: dict) -> None:
     write_text_atomic(manifest, json.dumps(request, indent=1, sort_keys=True) + "\n")
 
 
-def draw_chunks(draw: Callable[[torch.Tensor, int], torch.Tensor], labels: torch.Tensor, parts: Path, chunk: int,
-                rank: int, world: int, progress: bool = True) -> int:
-    """Draw this rank's missing chunks: draw(labels of the chunk, first index) -> uint8 (n, ...) samples, each
-    chunk written atomically. Returns the number of samples drawn (not counting chunks already there)."""
+def draw_chunks(draw: Callable[[torch.Tensor, int], tuple[torch.Tensor, dict]], labels: torch.Tensor, parts: Path,
+                chunk: int, rank: int, world: int, progress: bool = True) -> int:
+    """Draw this rank's missing chunks: draw(labels of the chunk, first index) -> (uint8 (n, ...) samples, extra
+    per-sample arrays to keep, e.g. {"loops": (n, steps)}), each chunk written atomically. Returns the number of
+    samples drawn (not counting chunks already there)."""
     starts = list(range(0, len(labels), chunk))[rank::world]
     todo = [s for s in starts if not chunk_path(parts, s).is_file()]
     drawn = 0
@@ -64,18 +65,18 @@ def draw_chunks(draw: Callable[[torch.Tensor, int], torch.Tensor], labels: torch
               disable=not progress or rank != 0) as bar:
         for start in todo:
             y = labels[start:start + chunk]
-            images = draw(y, start)
+            images, extra = draw(y, start)
             with atomic_path(chunk_path(parts, start)) as tmp, open(tmp, "wb") as f:
-                np.savez(f, arr_0=images.numpy(), arr_1=y.numpy())
+                np.savez(f, arr_0=images.numpy(), arr_1=y.numpy(), **{k: v.numpy() for k, v in extra.items()})
             drawn += len(y)
             bar.update(len(y))
     return drawn
 
 
-def merge_chunks(parts: Path, labels: torch.Tensor, chunk: int, out: Path) -> torch.Tensor:
+def merge_chunks(parts: Path, labels: torch.Tensor, chunk: int, out: Path) -> tuple[torch.Tensor, dict]:
     """Concatenate the chunks in index order into OUT.npz (arr_0 samples, arr_1 labels), check them against the
-    request's labels, remove OUT.parts -> the samples."""
-    pieces = []
+    request's labels, remove OUT.parts -> (the samples, the chunks' extra per-sample arrays concatenated)."""
+    pieces, extra = [], {}
     for start in range(0, len(labels), chunk):
         path = chunk_path(parts, start)
         if not path.is_file():
@@ -84,7 +85,9 @@ def merge_chunks(parts: Path, labels: torch.Tensor, chunk: int, out: Path) -> to
             if not np.array_equal(z["arr_1"], labels[start:start + chunk].numpy()):
                 raise ConfigError(f"{path} holds other labels than this request's: delete {parts} and rerun")
             pieces.append(torch.from_numpy(z["arr_0"]))
+            for key in set(z.files) - {"arr_0", "arr_1"}:
+                extra.setdefault(key, []).append(torch.from_numpy(z[key]))
     images = torch.cat(pieces)
     save_npz(out, images, labels)
     shutil.rmtree(parts)
-    return images
+    return images, {k: torch.cat(v) for k, v in extra.items()}

@@ -1,0 +1,130 @@
+"""Per-sample adaptive loop counts for the flow family (zero-shot: ILSD already trains every loop's exit).
+
+At each sampling step the core runs loop by loop; after loop ℓ ≥ 2 a halting rule compares the guided prediction
+(or the core state) with the one of loop ℓ − 1, per sample, and a sample whose change is below τ leaves the
+batch: its prediction is kept and the remaining loops run on the other samples only (compaction, so compute
+really falls). With classifier-free guidance the conditional and unconditional rows of a sample decide and
+exit together, on the guided prediction. Attention never mixes samples, so a sample's result does not depend
+on the batch it shares: it equals a fixed-L call at the loops it used.
+
+Rules (`elt sample --halt RULE:τ --halt-cap L`):
+- `sampler:τ`: how far one more loop would move the sampler's next state, in pixel units of the [-1, 1] scale:
+  coef_k · RMS(ŷ_ℓ − ŷ_{ℓ−1}) with coef_k = |Δt_k| for Euler and the x̂0 coefficient of the posterior mean for
+  DDPM, so one τ means the same at every step (τ = 2/255: less than one grey level).
+- `latent:τ`: Huginn's relative latent change, mean over positions of ‖h_ℓ − h_{ℓ−1}‖ / ‖h_ℓ‖ (the larger of
+  the two rows under guidance).
+τ = 0 never exits early (every sample runs the cap); τ = inf exits at loop 2, the first loop that can be judged.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import ConfigError
+
+RULES = ("sampler", "latent")
+
+
+@dataclass(frozen=True)
+class HaltRule:
+    """A halting rule: `kind` (one of RULES), threshold `tau` >= 0, at most `cap` loops per call."""
+
+    kind: str
+    tau: float
+    cap: int
+
+    @classmethod
+    def parse(cls, text: str, cap: int) -> "HaltRule":
+        """'sampler:0.008' (and the loop cap) -> HaltRule; ConfigError saying what to write otherwise."""
+        kind, sep, value = str(text).partition(":")
+        try:
+            tau = float(value)
+        except ValueError:
+            tau = None
+        if kind not in RULES or not sep or tau is None or math.isnan(tau) or tau < 0:
+            raise ConfigError(f"--halt {text!r}: write RULE:τ with RULE one of {', '.join(RULES)} and τ a number "
+                              f">= 0, e.g. --halt sampler:0.008 (pixel units) or --halt latent:0.03")
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+            raise ConfigError(f"--halt-cap must be an integer loop count >= 1, got {cap!r}")
+        return cls(kind, tau, cap)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.tau:g} (cap {self.cap})"
+
+
+def _rms(a: torch.Tensor) -> torch.Tensor:
+    """(n, ...) -> (n,) root mean square over everything but the first axis."""
+    return a.float().flatten(1).pow(2).mean(1).sqrt()
+
+
+def _latent_change(h: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+    """(R, T, D) states -> (R,) mean over positions of ‖h − prev‖ / ‖h‖."""
+    h, prev = h.float(), prev.float()
+    return ((h - prev).norm(dim=-1) / h.norm(dim=-1).clamp_min(1e-12)).mean(1)
+
+
+@torch.no_grad()
+def adaptive_predict(model, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, rule: HaltRule, cfg: float,
+                     coef: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The guided prediction of a plain flow model (B, *sample_shape), each sample at its own loop count
+    -> (prediction, loops used (B,) int64). `coef`: the step's factor from prediction change to sampler
+    state change (the `sampler` rule)."""
+    if getattr(model, "latent", None) is not None:
+        raise ConfigError("--halt runs the core loop by loop, which a model with a latent interface (model.latent) "
+                          "does not support yet: sample it with fixed --loops")
+    b = x.shape[0]
+    guided = cfg != 1.0
+    if guided:
+        x, t, y = torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, model.null_label)])
+    h, c = model.embed(x, t, y)
+    mods = model.core.modulations(c)
+    out = torch.empty(b, *model.sample_shape, device=x.device)
+    used = torch.zeros(b, dtype=torch.long)
+    active = torch.arange(b, device=x.device)  # the samples still looping
+    prev_pred = prev_h = None
+    for loop in range(1, rule.cap + 1):
+        h = model.core.loop_once(h, mods)
+        rows = model.readout(h, c).float()  # (R, ...): R = 2n with guidance (cond rows, then uncond rows)
+        if guided:
+            cond, uncond = rows.chunk(2)
+            pred = uncond + cfg * (cond - uncond)  # (n, ...): what the sampler will use
+        else:
+            pred = rows
+        if loop == rule.cap:
+            done = torch.ones(len(active), dtype=torch.bool, device=x.device)
+        elif loop < 2:
+            done = torch.zeros(len(active), dtype=torch.bool, device=x.device)
+        elif rule.kind == "sampler":
+            done = coef * _rms(pred - prev_pred) < rule.tau
+        else:
+            change = _latent_change(h, prev_h)
+            done = (torch.maximum(*change.chunk(2)) if guided else change) < rule.tau
+        out[active[done]] = pred[done]
+        used[active[done].cpu()] = loop
+        keep = ~done
+        if not keep.any():
+            break
+        rows_kept = torch.cat([keep, keep]) if guided else keep
+        h, c = h[rows_kept], c[rows_kept]
+        mods = [tuple(m[rows_kept] for m in mod) for mod in mods]
+        prev_pred, prev_h, active = pred[keep], h, active[keep]
+    return out, used
+
+
+@torch.no_grad()
+def halted_gflops(model, loops: torch.Tensor, guided: bool) -> float:
+    """Counted GFLOPs per sample of a halted sampling run, `loops` (steps, N) the loops each sample used per
+    step: per call a forward at its loop count plus the readouts that judged the earlier loops, x2 with
+    guidance (both rows loop alike)."""
+    from ..anytime import forward_flops
+    from ..bench.flops import count_flops
+
+    device = next(model.parameters()).device
+    h, c = model.embed(*(a.to(device) for a in model.example_inputs(1)))
+    readout = count_flops(lambda: model.readout(h, c))[0]
+    per_loop = {int(L): forward_flops(model, int(L)) for L in torch.unique(loops)}
+    total = sum(per_loop[int(L)] * int(n) for L, n in zip(*torch.unique(loops, return_counts=True)))
+    total += readout * int((loops - 1).clamp_min(0).sum())
+    return total * (2 if guided else 1) / loops.shape[1] / 1e9

@@ -1,0 +1,125 @@
+"""Per-sample adaptive loops (`elt sample --halt RULE:τ --halt-cap L`, flow family): a sample's prediction is the
+fixed-L prediction at the loops it used, whatever else shares its batch; τ = 0 runs the cap, τ = inf exits at
+loop 2; guidance pairs exit together; the whole sampler equals a fixed per-step schedule at the sample's exits;
+the CLI records the loops and the counted GFLOPs; bad --halt input gets a clear error."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import randomize_
+from elt.budget import Budget
+from elt.cli import main
+from elt.models.flow import FlowModelConfig, FlowTransformer
+from elt.objectives.flow import Diffusion, ObjectiveConfig, RectifiedFlow
+from elt.sampling import flow as flow_sampling
+from elt.sampling.adaptive import HaltRule, adaptive_predict
+from elt.sampling.common import guided_call, network_fn
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return randomize_(FlowTransformer(FlowModelConfig(image_size=8, channels=1, patch=4, dim=32, heads=2, blocks=2,
+                                                      mlp_ratio=2.0, num_classes=3)), std=0.15).eval()
+
+
+def _inputs(n: int, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 8, 8, generator=g), torch.rand(n, generator=g), torch.arange(n) % 3
+
+
+def _fixed(model, x, t, y, loops: int, cfg: float) -> torch.Tensor:
+    return guided_call(network_fn(model), (x, t), y, Budget(loops), None, cfg, null_label=model.null_label).float()
+
+
+CLOSE = {"rtol": 1e-4, "atol": 1e-5}  # float rounding: CPU matmuls of other batch sizes sum in another order
+
+
+@pytest.mark.parametrize("kind,tau,cfg", [("sampler", 0.1, 1.0), ("sampler", 0.2, 3.0), ("latent", 0.3, 3.0)])
+def test_each_sample_equals_the_fixed_call_at_its_loops(model, kind, tau, cfg):
+    """With guidance this also pins that a sample's two rows exit together: an unconditional row that kept (or
+    stopped) looping on its own would not give the guided fixed-L prediction."""
+    x, t, y = _inputs(8)
+    pred, used = adaptive_predict(model, x, t, y, HaltRule(kind, tau, 5), cfg, coef=0.5)
+    assert len(set(used.tolist())) > 1, used  # the rule really differs between samples here
+    for b in range(8):
+        fixed = _fixed(model, x[b:b + 1], t[b:b + 1], y[b:b + 1], int(used[b]), cfg)
+        torch.testing.assert_close(pred[b:b + 1], fixed, **CLOSE)
+
+
+def test_results_do_not_depend_on_the_batch(model):
+    x, t, y = _inputs(7)
+    rule = HaltRule("sampler", 0.2, 5)
+    pred, used = adaptive_predict(model, x, t, y, rule, 3.0, coef=0.5)
+    assert len(set(used.tolist())) > 1, used
+    order = torch.tensor([6, 2, 0, 5])  # another batch: a subset, in another order
+    pred2, used2 = adaptive_predict(model, x[order], t[order], y[order], rule, 3.0, coef=0.5)
+    assert torch.equal(used2, used[order])
+    torch.testing.assert_close(pred2, pred[order], **CLOSE)
+
+
+def test_tau_zero_runs_the_cap_and_tau_inf_exits_at_the_first_judged_loop(model):
+    x, t, y = _inputs(5)
+    assert adaptive_predict(model, x, t, y, HaltRule("sampler", 0.0, 4), 2.0)[1].tolist() == [4] * 5
+    assert adaptive_predict(model, x, t, y, HaltRule("sampler", float("inf"), 4), 2.0)[1].tolist() == [2] * 5
+    assert adaptive_predict(model, x, t, y, HaltRule("latent", float("inf"), 1), 2.0)[1].tolist() == [1] * 5
+
+
+@pytest.mark.parametrize("objective,tau", [("rectified_flow", 0.08), ("diffusion", 0.08)])
+def test_the_sampler_equals_a_fixed_schedule_at_the_samples_exits(model, objective, tau):
+    """A halted sample is the fixed per-step schedule of the loops it used at each step, drawn alone (up to one
+    grey level: float rounding of other batch sizes)."""
+    process = (RectifiedFlow if objective == "rectified_flow" else Diffusion)(ObjectiveConfig(kind=objective))
+    labels = torch.tensor([0, 1, 2, 0])
+    trace = []
+    images = flow_sampling.sample_images(model, process, labels, 4, 5, cfg=2.0, seed=3, batch_size=4,
+                                         halt=HaltRule("sampler", tau, 4), trace=trace)
+    loops = torch.cat(trace, 1)  # (steps, N)
+    assert loops.shape == (5, 4) and len(set(loops.flatten().tolist())) > 1
+    for b in range(4):
+        alone = flow_sampling.sample_images(model, process, labels[b:b + 1], loops[:, b].tolist(), 5, cfg=2.0,
+                                            seed=3, batch_size=1, first_index=b)
+        assert (alone[0].int() - images[b].int()).abs().max() <= 1, b
+
+
+def test_cli_records_loops_and_gflops(trained_flow_run, tmp_path):
+    run = trained_flow_run
+    common = ["--num-samples", "6", "--steps", "4", "--cfg", "2"]
+    assert main(["sample", str(run), *common, "--out", str(tmp_path / "fixed.npz")]) == 0
+    assert main(["sample", str(run), *common, "--halt", "sampler:0.05", "--out", str(tmp_path / "halt.npz")]) == 0
+    assert main(["sample", str(run), *common, "--halt", "sampler:0", "--out", str(tmp_path / "cap.npz")]) == 0
+    fixed, halt, cap = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("fixed", "halt", "cap"))
+    assert halt["halt"] == {"rule": "sampler", "tau": 0.05, "cap": 3} and len(halt["mean_loops_per_step"]) == 4
+    assert cap["mean_loops_per_call"] == 3  # τ = 0: every call at the cap (L_max = 3)
+    assert halt["mean_loops_per_call"] < 3 and halt["gflops_per_sample"] < fixed["gflops_per_sample"]
+    # at the cap the count is the fixed run's plus the readouts that judged loops 1 and 2
+    assert cap["gflops_per_sample"] > fixed["gflops_per_sample"]
+
+
+@pytest.fixture(scope="module")
+def trained_flow_run(tiny_cfg_dict, tmp_path_factory):
+    import yaml
+
+    root = tmp_path_factory.mktemp("halt_run")
+    (root / "c.yaml").write_text(yaml.safe_dump(tiny_cfg_dict()))
+    assert main(["train", str(root / "c.yaml"), "train.steps=3", "train.lr=0.01", "--out", str(root / "run"),
+                 "--no-progress"]) == 0
+    return root / "run"
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--halt", "sampler"], r"--halt 'sampler': write RULE:τ with RULE one of sampler, latent"),
+    (["--halt", "kl:0.1"], r"--halt 'kl:0\.1': write RULE:τ"),
+    (["--halt", "sampler:-1"], r"--halt 'sampler:-1': write RULE:τ .*τ a number >= 0"),
+    (["--halt", "sampler:0.1", "--halt-cap", "0"], r"--halt-cap must be an integer loop count >= 1, got 0"),
+    (["--halt-cap", "2"], r"--halt-cap caps the loops of --halt: pass --halt RULE:τ too"),
+    (["--halt", "sampler:0.1", "--loops", "2"], r"--halt picks every sample's loops itself: drop --loops"),
+], ids=["no tau", "unknown rule", "negative tau", "cap 0", "cap alone", "with --loops"])
+def test_bad_halt_input_gets_one_clear_line(trained_flow_run, extra, message, tmp_path, capsys):
+    from conftest import assert_one_clear_line
+
+    argv = ["sample", trained_flow_run, "--num-samples", "2", "--steps", "2", "--out", tmp_path / "x.npz", *extra]
+    assert_one_clear_line(argv, message, (trained_flow_run, tmp_path), capsys)
