@@ -123,3 +123,26 @@ def test_bad_halt_input_gets_one_clear_line(trained_flow_run, extra, message, tm
 
     argv = ["sample", trained_flow_run, "--num-samples", "2", "--steps", "2", "--out", tmp_path / "x.npz", *extra]
     assert_one_clear_line(argv, message, (trained_flow_run, tmp_path), capsys)
+
+
+def test_forced_exits_replay_a_halted_run(model):
+    """The shuffled-exit control's mechanism: forcing each sample's own exits reproduces the halted run, and
+    forcing a permutation of them gives every sample another sample's loops."""
+    from elt.sampling.adaptive import ForcedExits
+
+    process = RectifiedFlow(ObjectiveConfig())
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    trace = []
+    halted = flow_sampling.sample_images(model, process, labels, 4, 5, cfg=2.0, seed=3, batch_size=5,
+                                         halt=HaltRule("sampler", 0.08, 4), trace=trace)
+    loops = torch.cat(trace, 1)
+    replay_trace = []
+    replay = flow_sampling.sample_images(model, process, labels, 4, 5, cfg=2.0, seed=3, batch_size=2,
+                                         halt=ForcedExits(loops, 4), trace=replay_trace)
+    assert torch.equal(torch.cat(replay_trace, 1), loops)
+    assert (replay.int() - halted.int()).abs().max() <= 1
+    shifted = loops[:, [1, 2, 3, 4, 0]]
+    forced_trace = []
+    flow_sampling.sample_images(model, process, labels, 4, 5, cfg=2.0, seed=3, batch_size=5,
+                                halt=ForcedExits(shifted, 4), trace=forced_trace)
+    assert torch.equal(torch.cat(forced_trace, 1), shifted)

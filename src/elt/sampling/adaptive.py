@@ -65,12 +65,26 @@ def _latent_change(h: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
     return ((h - prev).norm(dim=-1) / h.norm(dim=-1).clamp_min(1e-12)).mean(1)
 
 
+@dataclass(frozen=True)
+class ForcedExits:
+    """Not a rule: given exits, `loops` (steps, N) of sample indices 0..N-1 (the shuffled-exit control of the
+    adaptive-exit evaluation: another sample's exits, so the loops carry no information about this one)."""
+
+    loops: torch.Tensor
+    cap: int
+
+    @property
+    def kind(self) -> str:
+        return "forced"
+
+
 @torch.no_grad()
 def adaptive_predict(model, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, rule: HaltRule, cfg: float,
-                     coef: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                     coef: float = 1.0, exits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The guided prediction of a plain flow model (B, *sample_shape), each sample at its own loop count
     -> (prediction, loops used (B,) int64). `coef`: the step's factor from prediction change to sampler
-    state change (the `sampler` rule)."""
+    state change (the `sampler` rule). `exits` (B,): run each sample to exactly these loops instead (a
+    ForcedExits rule)."""
     if getattr(model, "latent", None) is not None:
         raise ConfigError("--halt runs the core loop by loop, which a model with a latent interface (model.latent) "
                           "does not support yet: sample it with fixed --loops")
@@ -92,7 +106,9 @@ def adaptive_predict(model, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, r
             pred = uncond + cfg * (cond - uncond)  # (n, ...): what the sampler will use
         else:
             pred = rows
-        if loop == rule.cap:
+        if exits is not None:
+            done = exits.to(x.device)[active] <= loop
+        elif loop == rule.cap:
             done = torch.ones(len(active), dtype=torch.bool, device=x.device)
         elif loop < 2:
             done = torch.zeros(len(active), dtype=torch.bool, device=x.device)

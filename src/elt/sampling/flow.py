@@ -127,7 +127,7 @@ def sample_images(model, process, labels: torch.Tensor, loops: LoopSpec, steps: 
         noise = sample_noise(seed, rows, 0, shape).to(device)
         if halt is not None:
             used = []
-            denoise = _adaptive(model, process, halt, cfg, steps, used)
+            denoise = _adaptive(model, process, halt, cfg, steps, used, rows)
         with autocast(device, precision):
             x = _sample_batch(denoise, process, noise, y, schedule, seed, rows, shape)
         if halt is not None and trace is not None:
@@ -162,14 +162,17 @@ def x0_coefficients(process, steps: int) -> list[float]:
     return out
 
 
-def _adaptive(model, process, halt, cfg: float, steps: int, used: list):
-    """A denoiser whose every call (sampling step k) halts per sample; the loops used go to `used`."""
+def _adaptive(model, process, halt, cfg: float, steps: int, used: list, rows: range):
+    """A denoiser whose every call (sampling step k) halts per sample (or, for a ForcedExits, exits where it
+    says for the batch's samples `rows`); the loops used go to `used`."""
     from .adaptive import adaptive_predict
 
     coefs, calls = x0_coefficients(process, steps), []
 
     def denoise(x, t, y, step):
-        pred, loops = adaptive_predict(model, x, t, y, halt, cfg, coefs[len(calls)])
+        k = len(calls)
+        exits = halt.loops[k, rows.start:rows.stop] if halt.kind == "forced" else None
+        pred, loops = adaptive_predict(model, x, t, y, halt, cfg, coefs[k], exits)
         calls.append(1)
         used.append(loops)
         return pred
