@@ -5,14 +5,14 @@ from __future__ import annotations
 import sys
 
 from ..errors import EltError
-from . import anytime, bench, data, eval, sample, train
+from . import anytime, bench, data, eval, plan, sample, train
 from .args import Parser
 
 
 def build_parser() -> Parser:
     p = Parser(prog="elt", description="Elastic Looped Transformers: train once, sample at any loop count.")
     sub = p.add_subparsers(dest="command", required=True)
-    for command in (data, train, sample, anytime, eval, bench):
+    for command in (data, train, sample, anytime, eval, plan, bench):
         command.add_parser(sub)
     from ..tokenizers.cli import add_tokenizer_parser
 
