@@ -76,3 +76,44 @@ def test_cli_prints_the_choice_and_writes_json(tmp_path, capsys):
 def test_bad_plan_input_gets_one_clear_line(argv, message, tmp_path, capsys):
     (tmp_path / "a.json").write_text(json.dumps(TABLE))
     assert_one_clear_line(argv(tmp_path), message, (tmp_path,), capsys)
+
+
+@pytest.fixture(scope="module")
+def measured_run(tiny_cfg_dict, tmp_path_factory):
+    """A tiny trained run with an any-time table of its own counted GFLOPs (quality values made up: the test is
+    about which setting is chosen and what it costs)."""
+    import yaml
+
+    from elt.anytime import gflops_per_sample
+    from elt.models import from_pretrained
+
+    root = tmp_path_factory.mktemp("plan_run")
+    (root / "c.yaml").write_text(yaml.safe_dump(tiny_cfg_dict()))
+    run = root / "run"
+    assert main(["train", str(root / "c.yaml"), "train.steps=2", "--out", str(run), "--no-progress"]) == 0
+    model, _ = from_pretrained(run)
+    rows = [(L, 2, gflops_per_sample(model, L, 2, 1.0), 50.0 / L, 0.9) for L in (1, 2, 3)]
+    table = _table({"ilsd": rows})
+    table["runs"][0]["cfg"] = 1.0
+    (run / "anytime").mkdir()
+    (run / "anytime" / "anytime.json").write_text(json.dumps(table))
+    return run, [r[2] for r in rows]
+
+
+def test_sample_budget_uses_the_plan_and_stays_within_it(measured_run, tmp_path):
+    run, costs = measured_run
+    budget = (costs[1] + costs[2]) / 2  # L = 2 fits, L = 3 does not
+    assert main(["sample", str(run), "--budget", str(budget), "--per-class", "1", "--out", str(tmp_path / "s.npz")]) == 0
+    record = json.loads((tmp_path / "s.json").read_text())
+    assert record["loops"] == 2 and record["steps"] == 2
+    assert record["gflops_per_sample"] <= budget and record["budget"]["measured_gflops"] == pytest.approx(costs[1])
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--budget", "1e9", "--loops", "2"], r"--budget chooses the setting itself: drop --loops"),
+    (["--budget", "1e-9"], r"no measured setting costs at most 1e-09 GFLOPs per sample"),
+], ids=["with --loops", "below every point"])
+def test_bad_sample_budget_gets_one_clear_line(measured_run, extra, message, tmp_path, capsys):
+    run, _ = measured_run
+    assert_one_clear_line(["sample", run, "--per-class", "1", "--out", tmp_path / "x.npz", *extra], message,
+                          (run, tmp_path), capsys)

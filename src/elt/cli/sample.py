@@ -40,6 +40,9 @@ def add_parser(sub) -> None:
                         "0.03); each sample stops looping at each step once the change is below τ")
     s.add_argument("--halt-cap", type=int, default=None, metavar="L",
                    help="with --halt: the most loops per call (default: the trained L_max)")
+    s.add_argument("--budget", type=float, default=None, metavar="GFLOPS",
+                   help="sample at the best measured setting within this many GFLOPs per sample (`elt plan`: "
+                        "needs RUN_DIR/anytime/anytime.json from `elt anytime RUN_DIR --eval`)")
     s.add_argument("--out", required=True, help="FILE.npz (FILE.json is written beside it)")
     s.add_argument("--grid", help="also write a grid: PNG for images, an animated GIF for clips")
     s.add_argument("--mp4", help="clip runs: also write the grid as an H.264 MP4 (needs PyAV: elt[video])")
@@ -56,6 +59,33 @@ def run(args) -> None:
         distributed.barrier()  # the other ranks wait for the merge: none leaves the group early
     finally:
         distributed.teardown()
+
+
+def _apply_budget(args) -> dict | None:
+    """--budget X: the planner's choice from the run's any-time table sets --loops, --latents, --steps, --cfg
+    and the guidance budgets (which must not be given beside it) -> what was chosen, for the record."""
+    if args.budget is None:
+        return None
+    given = [flag for flag, value in (("--loops", args.loops), ("--latents", args.latents), ("--steps", args.steps),
+                                      ("--cfg", args.cfg), ("--uncond-loops", args.uncond_loops),
+                                      ("--uncond-latents", args.uncond_latents), ("--halt", args.halt))
+             if value is not None]
+    if given:
+        raise ConfigError(f"--budget chooses the setting itself: drop {', '.join(given)} (or drop --budget)")
+    from ..planner import choose_metric, describe, load_points, plan
+
+    table, points = load_points(args.run_dir)
+    metric = choose_metric(points, None)
+    choice = plan(points, args.budget, metric)["choice"]
+    args.loops, args.steps = int(choice["loops"]), int(choice["steps"])
+    args.latents = None if choice.get("latents") is None else int(choice["latents"])
+    args.cfg = None if choice.get("cfg") is None else float(choice["cfg"])
+    args.uncond_loops = None if choice.get("uncond_loops") is None else int(choice["uncond_loops"])
+    args.uncond_latents = None if choice.get("uncond_latents") is None else int(choice["uncond_latents"])
+    print(f"budget {args.budget:g} GFLOPs per sample: {describe(choice)} ({metric} {choice[metric]:.4g} measured "
+          f"at {choice['gflops_per_sample']:.4g} GFLOPs, {table})")
+    return {"gflops": args.budget, "table": str(table), "metric": metric, "measured": choice[metric],
+            "measured_gflops": choice["gflops_per_sample"], "setting": describe(choice)}
 
 
 def _halt_rule(args, cfg, model):
@@ -105,6 +135,7 @@ def _run(args, info) -> None:
                           f"away or choose another --out name")
     check_seed(args.seed)
     at_least_1("--chunk", args.chunk)
+    planned = _apply_budget(args)
     loaded = load_run(args.run_dir, info.device)
     cfg = loaded.cfg
     clips = cfg.makes_clips
@@ -161,6 +192,8 @@ def _run(args, info) -> None:
     record["labels"]["rule"] = ("balanced: sample i has class i mod K" if args.n else "given" if args.labels
                                 else "per class, in class order")
     record |= {"processes": info.world, "chunk": args.chunk}
+    if planned is not None:
+        record["budget"] = planned
     if halt is not None:
         used = extra["loops"].float()  # (N, steps)
         record |= {"loops": None, "halt": {"rule": halt.kind, "tau": halt.tau, "cap": halt.cap},
