@@ -43,7 +43,7 @@ def test_each_sample_equals_the_fixed_call_at_its_loops(model, kind, tau, cfg):
     """With guidance this also pins that a sample's two rows exit together: an unconditional row that kept (or
     stopped) looping on its own would not give the guided fixed-L prediction."""
     x, t, y = _inputs(8)
-    pred, used = adaptive_predict(model, x, t, y, HaltRule(kind, tau, 5), cfg, coef=0.5)
+    pred, used = adaptive_predict(model, (x, t), y, HaltRule(kind, tau, 5), cfg, coef=0.5)
     assert len(set(used.tolist())) > 1, used  # the rule really differs between samples here
     for b in range(8):
         fixed = _fixed(model, x[b:b + 1], t[b:b + 1], y[b:b + 1], int(used[b]), cfg)
@@ -53,19 +53,19 @@ def test_each_sample_equals_the_fixed_call_at_its_loops(model, kind, tau, cfg):
 def test_results_do_not_depend_on_the_batch(model):
     x, t, y = _inputs(7)
     rule = HaltRule("sampler", 0.2, 5)
-    pred, used = adaptive_predict(model, x, t, y, rule, 3.0, coef=0.5)
+    pred, used = adaptive_predict(model, (x, t), y, rule, 3.0, coef=0.5)
     assert len(set(used.tolist())) > 1, used
     order = torch.tensor([6, 2, 0, 5])  # another batch: a subset, in another order
-    pred2, used2 = adaptive_predict(model, x[order], t[order], y[order], rule, 3.0, coef=0.5)
+    pred2, used2 = adaptive_predict(model, (x[order], t[order]), y[order], rule, 3.0, coef=0.5)
     assert torch.equal(used2, used[order])
     torch.testing.assert_close(pred2, pred[order], **CLOSE)
 
 
 def test_tau_zero_runs_the_cap_and_tau_inf_exits_at_the_first_judged_loop(model):
     x, t, y = _inputs(5)
-    assert adaptive_predict(model, x, t, y, HaltRule("sampler", 0.0, 4), 2.0)[1].tolist() == [4] * 5
-    assert adaptive_predict(model, x, t, y, HaltRule("sampler", float("inf"), 4), 2.0)[1].tolist() == [2] * 5
-    assert adaptive_predict(model, x, t, y, HaltRule("latent", float("inf"), 1), 2.0)[1].tolist() == [1] * 5
+    assert adaptive_predict(model, (x, t), y, HaltRule("sampler", 0.0, 4), 2.0)[1].tolist() == [4] * 5
+    assert adaptive_predict(model, (x, t), y, HaltRule("sampler", float("inf"), 4), 2.0)[1].tolist() == [2] * 5
+    assert adaptive_predict(model, (x, t), y, HaltRule("latent", float("inf"), 1), 2.0)[1].tolist() == [1] * 5
 
 
 @pytest.mark.parametrize("objective,tau", [("rectified_flow", 0.08), ("diffusion", 0.08)])
@@ -112,12 +112,13 @@ def trained_flow_run(tiny_cfg_dict, tmp_path_factory):
 
 @pytest.mark.parametrize("extra,message", [
     (["--halt", "sampler"], r"--halt 'sampler': write RULE:τ with RULE one of sampler, latent"),
-    (["--halt", "kl:0.1"], r"--halt 'kl:0\.1': write RULE:τ"),
+    (["--halt", "kl:0.1"], r"--halt kl is not a rule of the flow family: use sampler or latent"),
+    (["--halt", "ponder:0.1"], r"--halt 'ponder:0\.1': write RULE:τ"),
     (["--halt", "sampler:-1"], r"--halt 'sampler:-1': write RULE:τ .*τ a number >= 0"),
     (["--halt", "sampler:0.1", "--halt-cap", "0"], r"--halt-cap must be an integer loop count >= 1, got 0"),
     (["--halt-cap", "2"], r"--halt-cap caps the loops of --halt: pass --halt RULE:τ too"),
     (["--halt", "sampler:0.1", "--loops", "2"], r"--halt picks every sample's loops itself: drop --loops"),
-], ids=["no tau", "unknown rule", "negative tau", "cap 0", "cap alone", "with --loops"])
+], ids=["no tau", "masked rule on flow", "unknown rule", "negative tau", "cap 0", "cap alone", "with --loops"])
 def test_bad_halt_input_gets_one_clear_line(trained_flow_run, extra, message, tmp_path, capsys):
     from conftest import assert_one_clear_line
 

@@ -35,9 +35,10 @@ def add_parser(sub) -> None:
     s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto: the GPU of this rank when there is one")
     s.add_argument("--halt", metavar="RULE:TAU",
-                   help="per-sample adaptive loops (flow family): sampler:τ (how far one more loop would move the "
-                        "sampler's next state, pixel units, e.g. 0.008) or latent:τ (relative core-state change, e.g. "
-                        "0.03); each sample stops looping at each step once the change is below τ")
+                   help="per-sample adaptive loops: sampler:τ (flow: how far one more loop would move the sampler's "
+                        "next state, pixel units, e.g. 0.008), kl:τ (masked: KL between successive loops' token "
+                        "distributions on the masked positions, e.g. 5e-4) or latent:τ (relative core-state change, "
+                        "e.g. 0.03); each sample stops looping at each step once the change is below τ")
     s.add_argument("--halt-cap", type=int, default=None, metavar="L",
                    help="with --halt: the most loops per call (default: the trained L_max)")
     s.add_argument("--budget", type=float, default=None, metavar="GFLOPS",
@@ -96,16 +97,19 @@ def _halt_rule(args, cfg, model):
         return None
     from ..sampling.adaptive import HaltRule
 
-    if cfg.family != "flow":
-        raise ConfigError("--halt (per-sample adaptive loops) is built for the flow family; the masked family's KL "
-                          "rule is not built yet: sample this run with fixed --loops")
     if getattr(model, "latent", None) is not None:
         raise ConfigError("--halt runs the core loop by loop, which a model with a latent interface does not "
                           "support yet: sample this run with fixed --loops")
     if args.loops is not None or args.uncond_loops is not None or args.latents is not None:
         raise ConfigError("--halt picks every sample's loops itself: drop --loops / --uncond-loops / --latents "
                           "(--halt-cap sets the most loops)")
-    return HaltRule.parse(args.halt, cfg.train_loops if args.halt_cap is None else args.halt_cap)
+    from ..sampling.adaptive import FAMILY_RULES
+
+    rule = HaltRule.parse(args.halt, cfg.train_loops if args.halt_cap is None else args.halt_cap)
+    if rule.kind not in FAMILY_RULES[cfg.family]:
+        raise ConfigError(f"--halt {rule.kind} is not a rule of the {cfg.family} family: use "
+                          f"{' or '.join(FAMILY_RULES[cfg.family])}")
+    return rule
 
 
 def _request_key(args, loaded, labels, loops, steps, guidance, kind) -> dict:

@@ -72,9 +72,6 @@ class MaskedFamily:
             tokenizer = tokenizer.to(device)
 
         def run(r):
-            if r.halt is not None:
-                raise ConfigError("--halt (per-sample adaptive loops) is built for the flow family; the masked "
-                                  "family's KL rule is not built yet: sample it with fixed --loops")
             settings = DecodeSettings(r.steps, r.guidance, s.temp_bias, s.temp_scale, s.choice_temperature, sched)
             try:
                 settings.validate(model.cfg.tokens)
@@ -82,5 +79,5 @@ class MaskedFamily:
                 raise ConfigError(str(e)) from None
             return sample_images(model, tokenizer, r.labels, r.loops, settings, r.seed,
                                  r.batch_size or self.SAMPLE_BATCH, r.progress, r.precision, uncond=r.uncond,
-                                 first_index=r.first_index)
+                                 first_index=r.first_index, halt=r.halt, trace=r.trace)
         return Sampler(run)

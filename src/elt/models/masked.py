@@ -154,16 +154,26 @@ class MaskedTransformer(nn.Module):
         else:
             latents = path.check_latents(latents)
         want = check_loops(loops, exits)
-        h = self.tok_embed(tokens) + self.pos  # (B, T, D)
-        c = self.y_embed(y)  # (B, D)
-        if cfg.conditioning == "token":  # class token first; blocks and head see a constant condition
-            h = torch.cat([c[:, None], h], 1)  # (B, 1 + T, D)
-            c = torch.zeros_like(c)
+        h, c = self.embed(tokens, y)
         if path is None:
             states = self.core(h, c, loops, want)
         else:  # adaLN conditioning only (validated)
             states = path.around(self.core, h, c, loops, want, latents)  # each (B, T, D)
-        if cfg.conditioning == "token":
-            states = [s[:, 1:] for s in states]  # drop the class token: (B, T, D)
-        outs = [self.head(s, c) for s in states]  # each (B, T, V)
+        outs = [self.readout(s, c) for s in states]  # each (B, T, V)
         return outs if exits is not None else outs[0]
+
+    def embed(self, tokens: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The core's input: token states h (B, T, D), with the class token first under token conditioning
+        (B, 1 + T, D), and the condition c (B, D) (zeros under token conditioning)."""
+        h = self.tok_embed(tokens) + self.pos  # (B, T, D)
+        c = self.y_embed(y)  # (B, D)
+        if self.cfg.conditioning == "token":  # class token first; blocks and head see a constant condition
+            h = torch.cat([c[:, None], h], 1)  # (B, 1 + T, D)
+            c = torch.zeros_like(c)
+        return h, c
+
+    def readout(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """A core state -> logits (B, T, V) (the class token dropped under token conditioning)."""
+        if self.cfg.conditioning == "token":
+            h = h[:, 1:]  # (B, T, D)
+        return self.head(h, c)

@@ -1,4 +1,4 @@
-"""Per-sample adaptive loop counts for the flow family (zero-shot: ILSD already trains every loop's exit).
+"""Per-sample adaptive loop counts (zero-shot: ILSD already trains every loop's exit), both families.
 
 At each sampling step the core runs loop by loop; after loop ℓ ≥ 2 a halting rule compares the guided prediction
 (or the core state) with the one of loop ℓ − 1, per sample, and a sample whose change is below τ leaves the
@@ -13,6 +13,8 @@ Rules (`elt sample --halt RULE:τ --halt-cap L`):
   DDPM, so one τ means the same at every step (τ = 2/255: less than one grey level).
 - `latent:τ`: Huginn's relative latent change, mean over positions of ‖h_ℓ − h_{ℓ−1}‖ / ‖h_ℓ‖ (the larger of
   the two rows under guidance).
+- `kl:τ` (masked family): Huginn's KL(p_ℓ ‖ p_{ℓ−1}) of the guided token distributions, mean over the positions
+  still masked at this decoding step (e.g. 5e-4).
 τ = 0 never exits early (every sample runs the cap); τ = inf exits at loop 2, the first loop that can be judged.
 """
 from __future__ import annotations
@@ -24,7 +26,8 @@ import torch
 
 from ..errors import ConfigError
 
-RULES = ("sampler", "latent")
+RULES = ("sampler", "latent", "kl")
+FAMILY_RULES = {"flow": ("sampler", "latent"), "masked": ("kl", "latent")}
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,8 @@ class HaltRule:
             tau = None
         if kind not in RULES or not sep or tau is None or math.isnan(tau) or tau < 0:
             raise ConfigError(f"--halt {text!r}: write RULE:τ with RULE one of {', '.join(RULES)} and τ a number "
-                              f">= 0, e.g. --halt sampler:0.008 (pixel units) or --halt latent:0.03")
+                              f">= 0, e.g. --halt sampler:0.008 (flow, pixel units), --halt kl:5e-4 (masked) or "
+                              f"--halt latent:0.03")
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
             raise ConfigError(f"--halt-cap must be an integer loop count >= 1, got {cap!r}")
         return cls(kind, tau, cap)
@@ -79,24 +83,27 @@ class ForcedExits:
 
 
 @torch.no_grad()
-def adaptive_predict(model, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, rule: HaltRule, cfg: float,
+def adaptive_predict(model, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, rule: HaltRule, cfg: float,
                      coef: float = 1.0, exits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The guided prediction of a plain flow model (B, *sample_shape), each sample at its own loop count
-    -> (prediction, loops used (B,) int64). `coef`: the step's factor from prediction change to sampler
-    state change (the `sampler` rule). `exits` (B,): run each sample to exactly these loops instead (a
-    ForcedExits rule)."""
+    """The guided prediction of a plain model, each sample at its own loop count -> (prediction (B, ...),
+    loops used (B,) int64). `inputs`: the flow family's (x, t) or the masked family's (tokens,), batched with y
+    (B,). `coef`: the step's factor from prediction change to sampler state change (the `sampler` rule).
+    `exits` (B,): run each sample to exactly these loops instead (a ForcedExits rule)."""
     if getattr(model, "latent", None) is not None:
         raise ConfigError("--halt runs the core loop by loop, which a model with a latent interface (model.latent) "
                           "does not support yet: sample it with fixed --loops")
-    b = x.shape[0]
+    b = y.shape[0]
+    device = y.device
+    masked = (inputs[0] == model.mask_id) if rule.kind == "kl" else None  # (B, T) positions still to decide
     guided = cfg != 1.0
     if guided:
-        x, t, y = torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, model.null_label)])
-    h, c = model.embed(x, t, y)
+        inputs = tuple(torch.cat([a, a]) for a in inputs)
+        y = torch.cat([y, torch.full_like(y, model.null_label)])
+    h, c = model.embed(*inputs, y)
     mods = model.core.modulations(c)
-    out = torch.empty(b, *model.sample_shape, device=x.device)
+    out = None
     used = torch.zeros(b, dtype=torch.long)
-    active = torch.arange(b, device=x.device)  # the samples still looping
+    active = torch.arange(b, device=device)  # the samples still looping
     prev_pred = prev_h = None
     for loop in range(1, rule.cap + 1):
         h = model.core.loop_once(h, mods)
@@ -106,14 +113,18 @@ def adaptive_predict(model, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, r
             pred = uncond + cfg * (cond - uncond)  # (n, ...): what the sampler will use
         else:
             pred = rows
+        if out is None:
+            out = pred.new_empty(b, *pred.shape[1:])
         if exits is not None:
-            done = exits.to(x.device)[active] <= loop
+            done = exits.to(device)[active] <= loop
         elif loop == rule.cap:
-            done = torch.ones(len(active), dtype=torch.bool, device=x.device)
+            done = torch.ones(len(active), dtype=torch.bool, device=device)
         elif loop < 2:
-            done = torch.zeros(len(active), dtype=torch.bool, device=x.device)
+            done = torch.zeros(len(active), dtype=torch.bool, device=device)
         elif rule.kind == "sampler":
             done = coef * _rms(pred - prev_pred) < rule.tau
+        elif rule.kind == "kl":
+            done = _masked_kl(pred, prev_pred, masked[active]) < rule.tau
         else:
             change = _latent_change(h, prev_h)
             done = (torch.maximum(*change.chunk(2)) if guided else change) < rule.tau
@@ -127,6 +138,14 @@ def adaptive_predict(model, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, r
         mods = [tuple(m[rows_kept] for m in mod) for mod in mods]
         prev_pred, prev_h, active = pred[keep], h, active[keep]
     return out, used
+
+
+def _masked_kl(logits: torch.Tensor, prev: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """(n, T, V) logits of two successive loops, (n, T) positions still masked -> (n,) mean over those positions
+    of KL(p_ℓ ‖ p_ℓ−1) (Huginn's rule; 0 for a sample with nothing masked)."""
+    log_p, log_q = logits.log_softmax(-1), prev.log_softmax(-1)
+    kl = (log_p.exp() * (log_p - log_q)).sum(-1)  # (n, T)
+    return (kl * masked).sum(1) / masked.sum(1).clamp_min(1)
 
 
 @torch.no_grad()

@@ -172,7 +172,7 @@ def _adaptive(model, process, halt, cfg: float, steps: int, used: list, rows: ra
     def denoise(x, t, y, step):
         k = len(calls)
         exits = halt.loops[k, rows.start:rows.stop] if halt.kind == "forced" else None
-        pred, loops = adaptive_predict(model, x, t, y, halt, cfg, coefs[k], exits)
+        pred, loops = adaptive_predict(model, (x, t), y, halt, cfg, coefs[k], exits)
         calls.append(1)
         used.append(loops)
         return pred

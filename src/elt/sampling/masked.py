@@ -131,8 +131,14 @@ def maskgit_decode(model, y: torch.Tensor, loops: LoopSpec, settings: DecodeSett
 @torch.no_grad()
 def sample_tokens(model, labels: torch.Tensor, loops: LoopSpec, settings: DecodeSettings, seed: int = 0,
                   batch_size: int = 250, progress=None, precision: str = "fp32",
-                  uncond: LoopSpec | None = None, first_index: int = 0) -> torch.Tensor:
-    """Decode one token grid per label -> int64 (N, *model.sample_shape); label j is sample first_index + j."""
+                  uncond: LoopSpec | None = None, first_index: int = 0, halt=None,
+                  trace: list | None = None) -> torch.Tensor:
+    """Decode one token grid per label -> int64 (N, *model.sample_shape); label j is sample first_index + j.
+    `halt` (sampling.adaptive.HaltRule or ForcedExits): every sample picks its loops at every decoding step;
+    `trace` then receives the loops used, one (steps, b) tensor per batch."""
+    if halt is not None and uncond is not None:
+        raise ValueError("--halt decides the loops of both guidance rows together: it does not combine with a "
+                         "separate --uncond-loops budget")
     check_precision("precision", precision)
     device = next(model.parameters()).device
     out = []
@@ -141,18 +147,42 @@ def sample_tokens(model, labels: torch.Tensor, loops: LoopSpec, settings: Decode
         rows = range(first_index + start, first_index + start + len(y))
         noise = NoiseSource(seed, rows, model.cfg.tokens, model.cfg.codebook_size)
         with autocast(device, precision):
-            toks = maskgit_decode(model, y, loops, settings, noise, uncond=uncond)
+            if halt is None:
+                toks = maskgit_decode(model, y, loops, settings, noise, uncond=uncond)
+            else:
+                used = []
+                settings.validate(model.cfg.tokens)
+                toks = decode_tokens(_adaptive_logits(model, halt, settings.cfg, used, rows), y,
+                                     BudgetSchedule.of(halt.cap, settings.steps), settings, noise, model.cfg.tokens,
+                                     model.mask_id)
+                if trace is not None:
+                    trace.append(torch.stack(used))  # (steps, b)
         out.append(toks.view(-1, *model.sample_shape).cpu())
         if progress is not None:
             progress.update(len(y))
     return torch.cat(out)
 
 
+def _adaptive_logits(model, halt, cfg: float, used: list, rows: range):
+    """A logits function whose every call (decoding step k) halts per sample (or exits where a ForcedExits says
+    for the batch's samples `rows`); the loops used go to `used`."""
+    from .adaptive import adaptive_predict
+
+    def logits(tokens, y, step):
+        k = len(used)
+        exits = halt.loops[k, rows.start:rows.stop] if halt.kind == "forced" else None
+        out, loops = adaptive_predict(model, (tokens,), y, halt, cfg, 1.0, exits)
+        used.append(loops)
+        return out
+    return logits
+
+
 @torch.no_grad()
 def sample_images(model, tokenizer, labels: torch.Tensor, loops: LoopSpec, settings: DecodeSettings,
                   seed: int = 0, batch_size: int = 250, progress=None, precision: str = "fp32",
-                  uncond: LoopSpec | None = None, first_index: int = 0) -> torch.Tensor:
+                  uncond: LoopSpec | None = None, first_index: int = 0, halt=None,
+                  trace: list | None = None) -> torch.Tensor:
     """Decode tokens and map them to pixels with the tokenizer -> uint8 (N, H, W, C)."""
     tokens = sample_tokens(model, labels, loops, settings, seed, batch_size, progress, precision, uncond,
-                           first_index)
+                           first_index, halt, trace)
     return torch.cat([to_uint8(tokenizer.decode(tokens[i:i + 500])) for i in range(0, len(tokens), 500)])
