@@ -14,7 +14,8 @@ from PIL import Image
 from conftest import assert_one_clear_line
 from elt.cli import main
 from elt.data import CodeDataset
-from elt.data.vae import adm_center_crop, file_sha256
+from elt.data.vae import adm_center_crop
+from elt.hashing import file_sha256
 
 diffusers = pytest.importorskip("diffusers")
 

@@ -9,7 +9,6 @@ to fix. `sha256` of the weights goes into every latent folder's meta.json. Needs
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..hashing import file_sha256
 from .dataset import DataError
 
 WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
@@ -95,14 +95,6 @@ def weights_file(folder: Path) -> Path:
         if (folder / name).is_file():
             return folder / name
     raise DataError(f"{folder} has config.json but no weights ({' or '.join(WEIGHTS)}): copy them beside it")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_vae(path: str | Path, subfolder: str | None = None, device: str | torch.device = "cpu"):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..data import DataError
-from ..hashing import file_digest
+from ..hashing import file_sha256
 from .frechet import feature_stats, frechet_distance
 from .inception import PROTOCOL as INCEPTION_PROTOCOL
 from .inception import InceptionFeatures
@@ -51,7 +51,7 @@ class AdmReference:
         if not ({"mu", "sigma"} <= keys or "arr_0" in keys):
             raise DataError(f"{self.path} holds {sorted(keys)}, neither reference images (arr_0) nor Inception "
                             f"statistics (mu, sigma): pass an ADM reference batch")
-        self.net, self.sha256 = net, file_digest(self.path, "sha256")
+        self.net, self.sha256 = net, file_sha256(self.path)
         self.images = self._images(z) if "arr_0" in keys else None
         self.features = None if self.images is None else cached_features(net.name, self.images, net)
         if {"mu", "sigma"} <= keys:
