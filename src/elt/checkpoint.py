@@ -137,11 +137,12 @@ def load_config_from(ckpt: Path) -> Config:
         raise CheckpointError(f"{ckpt / 'config.yaml'} is not a valid config ({e})") from None
 
 
-def load_weights(model: torch.nn.Module, state: dict, source: str) -> None:
-    """load_state_dict(strict) with a message that names the mismatch instead of a wall of keys."""
+def load_weights(model: torch.nn.Module, state: dict, source: str, load=None) -> None:
+    """load_state_dict(strict) with a message that names the mismatch instead of a wall of keys; `load`: what
+    loads the checked state instead (see weights.load_strict)."""
     load_strict(model, state, lambda detail: CheckpointError(
         f"checkpoint {source} was written for another architecture ({detail}); "
-        f"load it with the config saved beside it, or start a new run folder"))
+        f"load it with the config saved beside it, or start a new run folder"), load)
 
 
 def load_ema_weights(ckpt: Path) -> dict:

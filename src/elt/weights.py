@@ -31,13 +31,14 @@ def state_mismatch(own: dict, state: dict) -> str:
 
 
 def load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor],
-                error: Callable[[str], Exception]) -> None:
+                error: Callable[[str], Exception], load: Callable[[dict], object] | None = None) -> None:
     """`module.load_state_dict(state)` (strict); on a mismatch raise `error(detail)` instead of a wall of keys,
-    where `detail` is state_mismatch's short list."""
+    where `detail` is state_mismatch's short list. `load`: what loads a checked state instead (a sharded
+    module's scatter)."""
     detail = state_mismatch(module.state_dict(), state)
     if detail:
         raise error(detail)
-    module.load_state_dict(state)
+    (load or module.load_state_dict)(state)
 
 
 __all__ = ["cpu_state", "load_strict", "save_weights", "state_mismatch"]

@@ -25,7 +25,7 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
 from .. import distributed
-from ..weights import state_mismatch
+from ..checkpoint import load_weights
 from .optim import in_own_layout
 from .parallel import DataParallel
 
@@ -82,13 +82,8 @@ class FullyShardedDataParallel(DataParallel):
                 "param_groups": [{**g, "params": [index[n] for n in g["params"]]} for g in state["param_groups"]]}
 
     def load_state_dict(self, model: nn.Module, state: dict, source: str) -> None:
-        from ..checkpoint import CheckpointError
-
-        detail = state_mismatch(model.state_dict(), state)  # DTensor shapes are the global ones
-        if detail:
-            raise CheckpointError(f"checkpoint {source} was written for another architecture ({detail}); "
-                                  f"load it with the config saved beside it, or start a new run folder")
-        set_model_state_dict(model, state, options=SCATTER)
+        """Checked like a one-process load (DTensor shapes are the global ones), then scattered."""
+        load_weights(model, state, source, load=lambda s: set_model_state_dict(model, s, options=SCATTER))
 
     def load_optimizer_state(self, model: nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
         """A state saved by either strategy (index-keyed) -> the sharded optimizer."""
