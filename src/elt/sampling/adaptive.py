@@ -140,6 +140,20 @@ def adaptive_predict(model, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, r
     return out, used
 
 
+def halting_step_fn(model, halt, cfg: float, used: list, rows: range, coefs: list[float] | None = None):
+    """A sampler's network function fn(*inputs, y, step) whose k-th call (sampling or decoding step k) halts
+    per sample with `halt` (a ForcedExits: exits where it says for the batch's samples `rows`); the loops used
+    go to `used`, one (b,) tensor per call. `coefs`: the `sampler` rule's factor per step (None: 1)."""
+    def fn(*args):
+        *inputs, y, _ = args
+        k = len(used)
+        exits = halt.loops[k, rows.start:rows.stop] if halt.kind == "forced" else None
+        pred, loops = adaptive_predict(model, tuple(inputs), y, halt, cfg, 1.0 if coefs is None else coefs[k], exits)
+        used.append(loops)
+        return pred
+    return fn
+
+
 def _masked_kl(logits: torch.Tensor, prev: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
     """(n, T, V) logits of two successive loops, (n, T) positions still masked -> (n,) mean over those positions
     of KL(p_ℓ ‖ p_ℓ−1) (Huginn's rule; 0 for a sample with nothing masked)."""

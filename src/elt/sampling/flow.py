@@ -15,6 +15,7 @@ from ..budget import Budget, BudgetSchedule
 from ..objectives.flow import Diffusion, RectifiedFlow
 from ..precision import autocast, check_precision
 from ..rng import SAMPLE_STREAMS, generator, sample_seed
+from .adaptive import halting_step_fn
 from .common import guided_call, guided_fn, network_fn, to_uint8
 
 Denoiser = Callable[..., torch.Tensor]  # fn(x (B, *S), t (B,), y (B,), step: StepBudget) -> (B, *S)
@@ -127,7 +128,7 @@ def sample_images(model, process, labels: torch.Tensor, loops: LoopSpec, steps: 
         noise = sample_noise(seed, rows, 0, shape).to(device)
         if halt is not None:
             used = []
-            denoise = _adaptive(model, process, halt, cfg, steps, used, rows)
+            denoise = halting_step_fn(model, halt, cfg, used, rows, x0_coefficients(process, steps))
         with autocast(device, precision):
             x = _sample_batch(denoise, process, noise, y, schedule, seed, rows, shape)
         if halt is not None and trace is not None:
@@ -160,20 +161,3 @@ def x0_coefficients(process, steps: int) -> list[float]:
         var_ts = s_t**2 - (a_t / a_s)**2 * s_s**2
         out.append(float(a_s * var_ts / s_t**2))
     return out
-
-
-def _adaptive(model, process, halt, cfg: float, steps: int, used: list, rows: range):
-    """A denoiser whose every call (sampling step k) halts per sample (or, for a ForcedExits, exits where it
-    says for the batch's samples `rows`); the loops used go to `used`."""
-    from .adaptive import adaptive_predict
-
-    coefs, calls = x0_coefficients(process, steps), []
-
-    def denoise(x, t, y, step):
-        k = len(calls)
-        exits = halt.loops[k, rows.start:rows.stop] if halt.kind == "forced" else None
-        pred, loops = adaptive_predict(model, (x, t), y, halt, cfg, coefs[k], exits)
-        calls.append(1)
-        used.append(loops)
-        return pred
-    return denoise

@@ -19,6 +19,7 @@ from ..budget import Budget, BudgetSchedule
 from ..objectives.masked import mask_ratio
 from ..precision import autocast, check_precision
 from ..rng import generator, sample_seed
+from .adaptive import halting_step_fn
 from .common import guided_call, guided_fn, network_fn, to_uint8
 
 LogitsFn = Callable[..., torch.Tensor]  # fn(tokens (B, T), y (B,), step: StepBudget) -> fp32 logits (B, T, V)
@@ -152,7 +153,7 @@ def sample_tokens(model, labels: torch.Tensor, loops: LoopSpec, settings: Decode
             else:
                 used = []
                 settings.validate(model.cfg.tokens)
-                toks = decode_tokens(_adaptive_logits(model, halt, settings.cfg, used, rows), y,
+                toks = decode_tokens(halting_step_fn(model, halt, settings.cfg, used, rows), y,
                                      BudgetSchedule.of(halt.cap, settings.steps), settings, noise, model.cfg.tokens,
                                      model.mask_id)
                 if trace is not None:
@@ -161,20 +162,6 @@ def sample_tokens(model, labels: torch.Tensor, loops: LoopSpec, settings: Decode
         if progress is not None:
             progress.update(len(y))
     return torch.cat(out)
-
-
-def _adaptive_logits(model, halt, cfg: float, used: list, rows: range):
-    """A logits function whose every call (decoding step k) halts per sample (or exits where a ForcedExits says
-    for the batch's samples `rows`); the loops used go to `used`."""
-    from .adaptive import adaptive_predict
-
-    def logits(tokens, y, step):
-        k = len(used)
-        exits = halt.loops[k, rows.start:rows.stop] if halt.kind == "forced" else None
-        out, loops = adaptive_predict(model, (tokens,), y, halt, cfg, 1.0, exits)
-        used.append(loops)
-        return out
-    return logits
 
 
 @torch.no_grad()
