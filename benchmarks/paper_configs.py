@@ -93,7 +93,8 @@ def reading(rows, rate: float) -> list[str]:
         f"- **FID-50k with the paper's protocol** costs {point:.1f} H100-h per point; an any-time sweep L = 1..6 of "
         f"one model {sweep:.0f} H100-h (the sum of L / L_max). Sweep with FID-10k or fewer sampling steps and keep "
         f"FID-50k for the points that are reported.",
-        f"- **Masked ImageNet.** ELT-L 8N x 3L: {maskgit_l:,.0f} GFLOPs for 24 steps without guidance, matching the paper's "
+        f"- **Masked ImageNet.** ELT-L 8N x 3L: {maskgit_l:,.0f} GFLOPs for 24 steps without guidance, matching the "
+        f"paper's "
         f"\"3.9k GFLOPs for 24 steps\" (secondary source).",
         f"- **UCF-101.** ELT 6N x 4L: {magvit:,.0f} GFLOPs for 12 steps, twice the paper's \"~4.3k\" (Table 4): that "
         f"table probably counts multiply-adds; the ratio between its rows is what compares.",

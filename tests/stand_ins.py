@@ -55,7 +55,8 @@ LEVEL = 20  # write_video paints frame t at brightness LEVEL·t
 
 
 def write_video(path, frames: int, h: int = 24, w: int = 32):
-    """An mpeg4 video of `frames` grey-level frames (frame t has value LEVEL·t mod 256) with a white top-left 8x8 square
+    """An mpeg4 video of `frames` grey-level frames (frame t has value LEVEL·t mod 256) with a white top-left 8x8
+    square
     (PyAV, the `video` extra)."""
     from pathlib import Path
 

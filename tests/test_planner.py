@@ -103,7 +103,8 @@ def measured_run(tiny_cfg_dict, tmp_path_factory):
 def test_sample_budget_uses_the_plan_and_stays_within_it(measured_run, tmp_path):
     run, costs = measured_run
     budget = (costs[1] + costs[2]) / 2  # L = 2 fits, L = 3 does not
-    assert main(["sample", str(run), "--budget", str(budget), "--per-class", "1", "--out", str(tmp_path / "s.npz")]) == 0
+    assert main(["sample", str(run), "--budget", str(budget), "--per-class", "1",
+                 "--out", str(tmp_path / "s.npz")]) == 0
     record = json.loads((tmp_path / "s.json").read_text())
     assert record["loops"] == 2 and record["steps"] == 2
     assert record["gflops_per_sample"] <= budget and record["budget"]["measured_gflops"] == pytest.approx(costs[1])

@@ -14,7 +14,7 @@ from elt.data.dataset import ArrayImageDataset
 from elt.errors import DataError
 
 av = pytest.importorskip("av")
-from stand_ins import LEVEL, write_fake_ucf101, write_video  # frame t is painted at LEVEL·t, with a white top-left square
+from stand_ins import LEVEL, write_fake_ucf101, write_video  # frame t painted at LEVEL·t, white top-left square
 
 
 def frame_ids(clip: torch.Tensor) -> list[int]:

@@ -95,7 +95,7 @@ def _halt_rule(args, cfg, model):
         if args.halt_cap is not None:
             raise ConfigError("--halt-cap caps the loops of --halt: pass --halt RULE:τ too, or use --loops")
         return None
-    from ..sampling.adaptive import HaltRule
+    from ..sampling.adaptive import FAMILY_RULES, HaltRule
 
     if getattr(model, "latent", None) is not None:
         raise ConfigError("--halt runs the core loop by loop, which a model with a latent interface does not "
@@ -103,8 +103,6 @@ def _halt_rule(args, cfg, model):
     if args.loops is not None or args.uncond_loops is not None or args.latents is not None:
         raise ConfigError("--halt picks every sample's loops itself: drop --loops / --uncond-loops / --latents "
                           "(--halt-cap sets the most loops)")
-    from ..sampling.adaptive import FAMILY_RULES
-
     rule = HaltRule.parse(args.halt, cfg.train_loops if args.halt_cap is None else args.halt_cap)
     if rule.kind not in FAMILY_RULES[cfg.family]:
         raise ConfigError(f"--halt {rule.kind} is not a rule of the {cfg.family} family: use "

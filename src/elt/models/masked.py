@@ -7,8 +7,9 @@ flow family; without it the model and its state dict are the plain ELT-MaskGIT's
 Class conditioning (`model.conditioning`): "adaln" (default, as in the flow family) lets the label embedding
 modulate every block; "token" is MaskGIT's BERT-style class token, prepended to the sequence, with the blocks
 then modulated by learned constants (`nn.block.FixedModulation`: LayerNorm affines and LayerScale-like gates,
-no adaLN weight matrices, so the parameter count is MaskGIT's 12·d² per block), on the same `LoopedCore`. The null label (index `num_classes`) is the unconditional input
-for classifier-free guidance either way. Token index `codebook_size` is [MASK].
+no adaLN weight matrices, so the parameter count is MaskGIT's 12·d² per block), on the same `LoopedCore`.
+The null label (index `num_classes`) is the unconditional input for classifier-free guidance either way.
+Token index `codebook_size` is [MASK].
 """
 from __future__ import annotations
 

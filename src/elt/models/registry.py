@@ -2,7 +2,8 @@
 NAME`, fills in the architecture and the trained loop count L_max of a known configuration.
 
 A name reads `ELT-<scale>/<patch>-<N>x<L>` (flow family) or `ELT-MaskGIT-<scale>-<N>x<L>` (masked family): N
-unique blocks looped L times (`DiT/2-32x1`: the paper's unlooped 32-block baseline). Keys given next to `size` (in the same section, or `train.loops`) win over the
+unique blocks looped L times (`DiT/2-32x1`: the paper's unlooped 32-block baseline). Keys given next to `size`
+(in the same section, or `train.loops`) win over the
 named values, so `model.size: ELT-MNIST/7-2x4` with `model.dim: 128` is the same model at width 128. Every entry
 names its source; widths the paper does not state are marked as inferred.
 """
