@@ -39,10 +39,12 @@ def gflops_per_sample(model: torch.nn.Module, loops: int | Budget, steps: int, g
 def sweep(model, sample: Callable[[torch.Tensor, int | Budget, int], torch.Tensor], evaluator, labels: torch.Tensor,
           loop_counts: list[int], step_counts: list[int], guidance: float, log=print,
           uncond: int | None = None, latent_counts: list[int | None] | None = None,
-          uncond_latents: int | None = None) -> list[dict]:
+          uncond_latents: int | None = None, on_images: Callable[[dict, torch.Tensor], None] | None = None
+          ) -> list[dict]:
     """sample(labels, loops, steps) -> uint8 (N, H, W, C), `loops` a count or, with `latent_counts`, a
     Budget(L, J); evaluator.evaluate(images, labels) -> metrics. One row per (steps, latents, loops).
-    `uncond` / `uncond_latents`: the guiding branch's loops / latents (None: as each row's), for the GFLOPs."""
+    `uncond` / `uncond_latents`: the guiding branch's loops / latents (None: as each row's), for the GFLOPs.
+    `on_images(row, images)` sees every point's samples."""
     from .eval.report import headline as image_headline
 
     headline = getattr(evaluator, "headline", image_headline)  # clip evaluators name their own scalars
@@ -60,6 +62,8 @@ def sweep(model, sample: Callable[[torch.Tensor, int | Budget, int], torch.Tenso
                        "gflops_per_sample": gflops_per_sample(model, budget, steps, guidance, guide),
                        "sample_seconds": round(dt, 2), **headline(metrics), "report": metrics}
                 rows.append(row)
+                if on_images is not None:
+                    on_images(row, images)
                 at = f"L={loops}" + ("" if J is None else f" J={J}")
                 log(f"{at} steps={steps}: " + ", ".join(f"{k} {v:.4g}" for k, v in headline(metrics).items()
                                                       if k != "n") + f" ({len(labels)} samples, {dt:.1f} s)")

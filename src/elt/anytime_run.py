@@ -46,6 +46,10 @@ class AnytimeOptions:
     latents_list: list[int] | None = None  # with eval: sweep these latents per group (runs with model.latent)
     uncond_latents: int | None = None  # latents per group of guidance's unconditional branch (None: each point's)
     guidance: str | None = None  # cfg | ccfg | autoguidance (see `elt sample --guidance`)
+    halt_list: list[str] | None = None  # with eval: study these halting rules (RULE:τ) against fixed L
+    halt_cap: int | None = None  # the rules' loop cap (default: the trained L_max)
+    calib_n: int = 200  # held-out samples calibrating the static schedules and probing the gap
+    boot: int = 200  # paired bootstrap resamples
 
 
 def run_labels(run_dirs: list[str]) -> list[str]:
@@ -101,7 +105,11 @@ def run_anytime(opts: AnytimeOptions, log: Callable[[str], None] = print) -> Pat
              else name for name, item in zip(grids, inputs)]
     _refuse_folders(out, grids)
     planned = [p for p in inputs if isinstance(p, _Planned)]
+    rules = _halt_rules(opts, inputs, evaluate)
+    if rules:
+        _refuse_folders(out, STUDY_FILES)
     evaluator = _evaluator(opts, planned) if evaluate and planned else None
+    judge = _judge(evaluator, planned[0]) if rules else None
     runs = []
     for item, label, grid_name in zip(inputs, labels, grids):
         if not isinstance(item, _Planned):  # the runs of an earlier anytime.json
@@ -112,7 +120,10 @@ def run_anytime(opts: AnytimeOptions, log: Callable[[str], None] = print) -> Pat
         if not evaluate:
             continue
         y = torch.arange(cfg.model.num_classes).repeat_interleave(per_class)
-        runs.append(_sweep_run(item, label, y, step_list, evaluator, opts, log))
+        fixed = {}
+        runs.append(_sweep_run(item, label, y, step_list, evaluator, opts, log, judge, fixed))
+        if rules:
+            _study(item, rules, y, fixed, judge, evaluator, opts, out, runs[-1], log)
     if not runs:
         return None
     from .atomic import write_text_atomic
@@ -124,6 +135,82 @@ def run_anytime(opts: AnytimeOptions, log: Callable[[str], None] = print) -> Pat
     log(f"wrote {plot_pareto(runs, out / 'anytime_pareto.png')} (every point and each run's Pareto front "
         f"against GFLOPs per sample)")
     return table
+
+
+STUDY_FILES = ("adaptive.json", "adaptive_curves.png", "adaptive_heat.png", "adaptive_gap.png")
+
+
+def _halt_rules(opts: AnytimeOptions, inputs: list, evaluate: bool) -> list:
+    """--halt-list -> HaltRules with one cap, checked against the one run it studies (empty without it)."""
+    if not opts.halt_list:
+        if opts.halt_cap is not None:
+            raise ConfigError("--halt-cap caps the rules of --halt-list: pass --halt-list RULE:τ ... too")
+        return []
+    from .sampling.adaptive import FAMILY_RULES, HaltRule
+
+    if not evaluate:
+        raise ConfigError("--halt-list studies halting rules against fixed loop counts for --eval: add --eval and "
+                          "--classifier CLS_DIR")
+    if len(inputs) != 1 or not isinstance(inputs[0], _Planned):
+        raise ConfigError("--halt-list studies one trained run: pass exactly one run folder (overlay other runs "
+                          "by passing the anytime.json of this call to a later `elt anytime`)")
+    item = inputs[0]
+    run, cfg = item.run, item.run.cfg
+    if cfg.makes_clips:
+        raise ConfigError(f"--halt-list scores image runs in a dataset classifier's features; {run.run_dir} makes "
+                          f"clips: sample it with `elt sample --halt` and score the clips with `elt eval`")
+    if getattr(run.model, "latent", None) is not None:
+        raise ConfigError("--halt-list runs the core loop by loop, which a model with a latent interface "
+                          "(model.latent) does not support yet: sweep it with --latents-list")
+    if item.uncond is not None or item.uncond_latents is not None or item.guide != "cfg" or item.latent_counts:
+        raise ConfigError("--halt-list decides the loops of both guidance rows together: drop --uncond-loops, "
+                          "--uncond-latents, --latents-list and --guidance autoguidance")
+    cap = cfg.train_loops if opts.halt_cap is None else opts.halt_cap
+    rules = [HaltRule.parse(text, cap) for text in opts.halt_list]
+    for rule in rules:
+        if rule.kind not in FAMILY_RULES[cfg.family]:
+            raise ConfigError(f"--halt-list {rule.kind} is not a rule of the {cfg.family} family: use "
+                              f"{' or '.join(FAMILY_RULES[cfg.family])}")
+    if item.loop_counts[-1] < cap:
+        raise ConfigError(f"--halt-list compares with fixed L = 1 .. {cap} (the cap): --max-loops must be at "
+                          f"least {cap}")
+    at_least_1("--calib-n", opts.calib_n)
+    at_least_1("--boot", opts.boot)
+    if not opts.classifier:
+        raise ConfigError("--halt-list bootstraps FD in a dataset classifier's features: pass --classifier CLS_DIR "
+                          "(made by `elt eval train-classifier DATA --out CLS_DIR`)")
+    if opts.features and "classifier" not in opts.features:
+        raise ConfigError("--halt-list bootstraps FD in the classifier's features: add classifier to --features")
+    return rules
+
+
+def _judge(evaluator, item: _Planned):
+    """Per-sample classifier features against the evaluator's own reference (the same FD as anytime.json)."""
+    from .adaptive_study import Judge
+
+    m = item.run.cfg.model
+    return Judge(evaluator.classifier, evaluator.reference_features(m.image_size, m.channels, "classifier"))
+
+
+def _study(item: _Planned, rules: list, labels: torch.Tensor, fixed: dict, judge, evaluator, opts: AnytimeOptions,
+           out: Path, entry: dict, log) -> None:
+    """The adaptive-exit study of one run: its adaptive and static rows join the run's any-time rows (the
+    planner's candidates); adaptive.json and three plots go to `out`."""
+    from .adaptive_plots import plot_curves, plot_gap, plot_heat
+    from .adaptive_study import StudySettings, run_study
+    from .atomic import write_text_atomic
+
+    run = item.run
+    settings = StudySettings(run.sampler, run.model, labels, run.cfg.model.num_classes, item.steps, item.guidance,
+                             opts.seed, opts.precision, opts.calib_n, opts.boot)
+    study, rows = run_study(settings, rules, fixed, judge, evaluator.evaluate, log)
+    entry["results"] += rows
+    study = {"run": str(run.run_dir), **study}
+    log(f"wrote {write_text_atomic(out / 'adaptive.json', json.dumps(study, indent=1) + chr(10))}")
+    log(f"wrote {plot_curves(study, out / 'adaptive_curves.png')} (adaptive, static, shuffled against fixed L)")
+    log(f"wrote {plot_heat(study, out / 'adaptive_heat.png')} (exit loop per sampling step)")
+    if study["correlation"]:
+        log(f"wrote {plot_gap(study, out / 'adaptive_gap.png')} (rule value against the true gap)")
 
 
 def _refuse_folders(out: Path, names) -> None:
@@ -234,8 +321,9 @@ def _grid(item: _Planned, opts: AnytimeOptions, path: Path, log) -> None:
 
 
 def _sweep_run(item: _Planned, label: str, labels: torch.Tensor, step_list: list[int] | None, evaluator,
-               opts: AnytimeOptions, log) -> dict:
-    """One run's anytime.json entry: a scored row per (steps, loops)."""
+               opts: AnytimeOptions, log, judge=None, fixed: dict | None = None) -> dict:
+    """One run's anytime.json entry: a scored row per (steps, loops). With a `judge`, `fixed` receives the
+    per-sample Points of the loop counts at the run's sampling steps (the adaptive study's fixed curve)."""
     from .anytime import guiding_budget, run_name, sweep
 
     run, cfg = item.run, item.run.cfg
@@ -246,8 +334,14 @@ def _sweep_run(item: _Planned, label: str, labels: torch.Tensor, step_list: list
                         uncond=guiding_budget(Budget.of(budget).loops, J, item.uncond, item.uncond_latents),
                         guide=item.guide)
 
+    def keep(row: dict, images: torch.Tensor) -> None:
+        if judge is not None and row["steps"] == item.steps:
+            L = row["loops"]
+            fixed[L] = judge.point(f"fixed L={L}", "fixed", images, labels, row["gflops_per_sample"], loops=L)
+
     rows = sweep(run.model, sample, evaluator, labels, item.loop_counts, step_list or [item.steps], item.guidance,
-                 log=log, uncond=item.uncond, latent_counts=item.latent_counts, uncond_latents=item.uncond_latents)
+                 log=log, uncond=item.uncond, latent_counts=item.latent_counts, uncond_latents=item.uncond_latents,
+                 on_images=keep)
     return {"run": str(run.run_dir), "name": run_name(label, cfg.train.mode), "mode": cfg.train.mode,
             "trained_loops": cfg.train_loops, "cfg": item.guidance, "uncond_loops": item.uncond,
             "uncond_latents": item.uncond_latents, "guidance": item.guidance_kind, "seed": opts.seed,

@@ -74,7 +74,16 @@ def plan(points: list[dict], budget: float, metric: str) -> dict:
 
 
 def describe(point: dict) -> str:
-    parts = [f"{k}={point[k]}" for k in SETTING_KEYS if point.get(k) is not None]
+    """'name: loops=2 steps=10 cfg=3'; a halting rule's point reads 'halt=sampler:0.008 cap=4 (mean loops
+    2.7)', a static schedule's 'loops=3,3,2,...'."""
+    if point.get("halt") is not None:
+        parts = [f"halt={point['halt']} cap={point.get('halt_cap')} (mean loops {point['loops']:.3g})"]
+        parts += [f"{k}={point[k]}" for k in SETTING_KEYS if k != "loops" and point.get(k) is not None]
+    elif point.get("schedule") is not None:
+        parts = ["loops=" + ",".join(str(L) for L in point["schedule"])]
+        parts += [f"{k}={point[k]}" for k in SETTING_KEYS if k != "loops" and point.get(k) is not None]
+    else:
+        parts = [f"{k}={point[k]}" for k in SETTING_KEYS if point.get(k) is not None]
     if point.get("cfg") not in (None, 1, 1.0):
         parts.append(f"cfg={point['cfg']:g}")
     return f"{point['name']}: " + " ".join(parts)

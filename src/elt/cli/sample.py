@@ -78,7 +78,13 @@ def _apply_budget(args) -> dict | None:
     table, points = load_points(args.run_dir)
     metric = choose_metric(points, None)
     choice = plan(points, args.budget, metric)["choice"]
-    args.loops, args.steps = int(choice["loops"]), int(choice["steps"])
+    args.steps = int(choice["steps"])
+    if choice.get("halt") is not None:  # a halting rule of `elt anytime --halt-list`
+        args.halt, args.halt_cap, args.loops = str(choice["halt"]), int(choice["halt_cap"]), None
+    elif choice.get("schedule") is not None:  # its static per-step schedule
+        args.loops = [int(L) for L in choice["schedule"]]
+    else:
+        args.loops = int(choice["loops"])
     args.latents = None if choice.get("latents") is None else int(choice["latents"])
     args.cfg = None if choice.get("cfg") is None else float(choice["cfg"])
     args.uncond_loops = None if choice.get("uncond_loops") is None else int(choice["uncond_loops"])

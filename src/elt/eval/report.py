@@ -82,6 +82,13 @@ class QualityEvaluator:
                                  cached_features(space.extractor_id, floor_imgs, space.embed, self.cache_dir))
         return (*feats[space.name], floor_imgs, floor_from)
 
+    def reference_features(self, size: int, channels: int, name: str) -> np.ndarray:
+        """(M, D) features of the reference images in the feature space `name` (one of the evaluator's)."""
+        space = next((sp for sp in self.spaces if sp.name == name), None)
+        if space is None:
+            raise DataError(f"this evaluation has no {name} features: add {name} to --features")
+        return self._reference(size, channels, space)[0]
+
     def evaluate(self, samples: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> dict:
         """uint8 samples (N, H, W, C) and their labels -> metrics dict (see the module docstring)."""
         samples = torch.as_tensor(np.asarray(samples)) if not isinstance(samples, torch.Tensor) else samples

@@ -20,7 +20,7 @@ Rules (`elt sample --halt RULE:τ --halt-cap L`):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -82,6 +82,33 @@ class ForcedExits:
         return "forced"
 
 
+@dataclass(frozen=True)
+class GapProbe:
+    """Not a rule: every sample runs `cap` loops (the fixed-cap trajectory) while the rule `measure` is read at
+    every loop; `records` receives per call (step k, values (b, cap-2), gaps (b, cap-2)) for the loops
+    l = 2 .. cap-1 where the rule could stop: value = the rule's change from loop l-1 to l, gap = the same
+    measure between loop l and the cap (what stopping at l would really lose)."""
+
+    measure: str  # the rule kind read: sampler | latent | kl
+    cap: int
+    records: list = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return "probe"
+
+
+def _change(kind: str, pred, prev_pred, h, prev_h, masked, coef: float, guided: bool) -> torch.Tensor:
+    """(n,) the rule `kind`'s measure of the change from (prev_pred, prev_h) to (pred, h): predictions (n, ...),
+    core states (R, T, D) with R = 2n under guidance, `masked` (n, T) the positions still to decide."""
+    if kind == "sampler":
+        return coef * _rms(pred - prev_pred)
+    if kind == "kl":
+        return _masked_kl(pred, prev_pred, masked)
+    change = _latent_change(h, prev_h)
+    return torch.maximum(*change.chunk(2)) if guided else change
+
+
 @torch.no_grad()
 def adaptive_predict(model, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, rule: HaltRule, cfg: float,
                      coef: float = 1.0, exits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,7 +121,9 @@ def adaptive_predict(model, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, r
                           "does not support yet: sample it with fixed --loops")
     b = y.shape[0]
     device = y.device
-    masked = (inputs[0] == model.mask_id) if rule.kind == "kl" else None  # (B, T) positions still to decide
+    probe = rule if rule.kind == "probe" else None  # GapProbe: run the cap, read the rule at every loop
+    measure = probe.measure if probe else rule.kind
+    masked = (inputs[0] == model.mask_id) if measure == "kl" else None  # (B, T) positions still to decide
     guided = cfg != 1.0
     if guided:
         inputs = tuple(torch.cat([a, a]) for a in inputs)
@@ -105,6 +134,7 @@ def adaptive_predict(model, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, r
     used = torch.zeros(b, dtype=torch.long)
     active = torch.arange(b, device=device)  # the samples still looping
     prev_pred = prev_h = None
+    seen = []  # with a probe: (pred, h, value) of every loop
     for loop in range(1, rule.cap + 1):
         h = model.core.loop_once(h, mods)
         rows = model.readout(h, c).float()  # (R, ...): R = 2n with guidance (cond rows, then uncond rows)
@@ -115,19 +145,18 @@ def adaptive_predict(model, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, r
             pred = rows
         if out is None:
             out = pred.new_empty(b, *pred.shape[1:])
+        if probe is not None:
+            value = None if loop < 2 else _change(measure, pred, prev_pred, h, prev_h, masked, coef, guided)
+            seen.append((pred, h, value))
         if exits is not None:
             done = exits.to(device)[active] <= loop
         elif loop == rule.cap:
             done = torch.ones(len(active), dtype=torch.bool, device=device)
-        elif loop < 2:
+        elif loop < 2 or probe is not None:
             done = torch.zeros(len(active), dtype=torch.bool, device=device)
-        elif rule.kind == "sampler":
-            done = coef * _rms(pred - prev_pred) < rule.tau
-        elif rule.kind == "kl":
-            done = _masked_kl(pred, prev_pred, masked[active]) < rule.tau
         else:
-            change = _latent_change(h, prev_h)
-            done = (torch.maximum(*change.chunk(2)) if guided else change) < rule.tau
+            done = _change(measure, pred, prev_pred, h, prev_h, None if masked is None else masked[active], coef,
+                           guided) < rule.tau
         out[active[done]] = pred[done]
         used[active[done].cpu()] = loop
         keep = ~done
@@ -137,18 +166,28 @@ def adaptive_predict(model, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, r
         h, c = h[rows_kept], c[rows_kept]
         mods = [tuple(m[rows_kept] for m in mod) for mod in mods]
         prev_pred, prev_h, active = pred[keep], h, active[keep]
+    if probe is not None and rule.cap > 2:
+        last_pred, last_h, _ = seen[-1]
+        values = torch.stack([v for _, _, v in seen[1:-1]], 1)  # (b, cap-2): loops 2 .. cap-1
+        gaps = torch.stack([_change(measure, last_pred, p, last_h, hl, masked, coef, guided)
+                            for p, hl, _ in seen[1:-1]], 1)
+        probe.records.append((values.cpu(), gaps.cpu()))
     return out, used
 
 
 def halting_step_fn(model, halt, cfg: float, used: list, rows: range, coefs: list[float] | None = None):
     """A sampler's network function fn(*inputs, y, step) whose k-th call (sampling or decoding step k) halts
     per sample with `halt` (a ForcedExits: exits where it says for the batch's samples `rows`); the loops used
-    go to `used`, one (b,) tensor per call. `coefs`: the `sampler` rule's factor per step (None: 1)."""
+    go to `used`, one (b,) tensor per call. `coefs`: the `sampler` rule's factor per step (None: 1). A GapProbe's
+    records get the step index k added: (k, values, gaps)."""
     def fn(*args):
         *inputs, y, _ = args
         k = len(used)
         exits = halt.loops[k, rows.start:rows.stop] if halt.kind == "forced" else None
+        recorded = len(halt.records) if halt.kind == "probe" else 0
         pred, loops = adaptive_predict(model, tuple(inputs), y, halt, cfg, 1.0 if coefs is None else coefs[k], exits)
+        if halt.kind == "probe" and len(halt.records) > recorded:
+            halt.records[-1] = (k, *halt.records[-1])
         used.append(loops)
         return pred
     return fn
