@@ -117,7 +117,7 @@ def trained_flow_run(tiny_cfg_dict, tmp_path_factory):
     (["--halt", "sampler:-1"], r"--halt 'sampler:-1': write RULE:τ .*τ a number >= 0"),
     (["--halt", "sampler:0.1", "--halt-cap", "0"], r"--halt-cap must be an integer loop count >= 1, got 0"),
     (["--halt-cap", "2"], r"--halt-cap caps the loops of --halt: pass --halt RULE:τ too"),
-    (["--halt", "sampler:0.1", "--loops", "2"], r"--halt picks every sample's loops itself: drop --loops"),
+    (["--halt", "sampler:0.1", "--loops", "2"], r"--halt picks every sample's loops itself .*: drop --loops"),
 ], ids=["no tau", "masked rule on flow", "unknown rule", "negative tau", "cap 0", "cap alone", "with --loops"])
 def test_bad_halt_input_gets_one_clear_line(trained_flow_run, extra, message, tmp_path, capsys):
     from conftest import assert_one_clear_line
@@ -147,3 +147,46 @@ def test_forced_exits_replay_a_halted_run(model):
     flow_sampling.sample_images(model, process, labels, 4, 5, cfg=2.0, seed=3, batch_size=5,
                                 halt=ForcedExits(shifted, 4), trace=forced_trace)
     assert torch.equal(torch.cat(forced_trace, 1), shifted)
+
+
+@pytest.mark.parametrize("kind,tau", [("sampler", 0.06), ("latent", 0.25)])
+def test_a_latent_interface_model_halts_on_its_latents(kind, tau):
+    """ELIT (the core loops on latents between a head and a tail): each sample equals the model's own fixed-L
+    forward at the full latent budget, with guidance pairs exiting together."""
+    from elt.models.latent import LatentConfig
+
+    torch.manual_seed(0)
+    elit = randomize_(FlowTransformer(FlowModelConfig(image_size=8, channels=1, patch=2, dim=32, heads=2, blocks=2,
+                                                      mlp_ratio=2.0, num_classes=3,
+                                                      latent=LatentConfig(window=2, latents_per_group=3))),
+                      std=0.15).eval()
+    x, t, y = _inputs(8)
+    pred, used = adaptive_predict(elit, (x, t), y, HaltRule(kind, tau, 5), 3.0, coef=0.5)
+    assert len(set(used.tolist())) > 1, used
+    for b in range(8):
+        torch.testing.assert_close(pred[b:b + 1], _fixed(elit, x[b:b + 1], t[b:b + 1], y[b:b + 1], int(used[b]), 3.0),
+                                   **CLOSE)
+
+
+def test_elit_halting_counts_write_and_tail_per_judged_loop(tiny_latent_run, tmp_path):
+    """At τ = 0 (every call at the cap) an ELIT run costs the fixed run plus, per judged loop, Write, the tail
+    blocks and the output layer: more than the plain readout alone."""
+    from elt.anytime import forward_flops
+    from elt.bench.flops import count_flops
+    from elt.models import from_pretrained
+
+    _, run = tiny_latent_run
+    common = ["--num-samples", "3", "--steps", "2", "--cfg", "2"]
+    assert main(["sample", str(run), *common, "--out", str(tmp_path / "f.npz")]) == 0
+    assert main(["sample", str(run), *common, "--halt", "sampler:0", "--out", str(tmp_path / "h.npz")]) == 0
+    fixed, cap = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("f", "h"))
+    assert cap["mean_loops_per_call"] == 3
+    model, _ = from_pretrained(run)
+    h, c = model.embed(*model.example_inputs(1))
+    kept, lat = model.latent.enter(h, c, model.latent.check_latents(None))
+    tail = model.latent.tail_mods(c)  # once per call, as in the fixed forward
+    judge = count_flops(lambda: model.readout(model.latent.leave(kept, lat, tail), c))[0]
+    assert judge > count_flops(lambda: model.readout(h, c))[0]
+    want = 2 * 2 * (forward_flops(model, 3) + 2 * judge) / 1e9  # 2 steps, 2 guidance rows, loops 1 and 2 judged
+    assert cap["gflops_per_sample"] == pytest.approx(want, rel=1e-3)
+    assert fixed["gflops_per_sample"] == pytest.approx(2 * 2 * forward_flops(model, 3) / 1e9, rel=1e-3)

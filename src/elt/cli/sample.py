@@ -95,7 +95,7 @@ def _apply_budget(args) -> dict | None:
             "measured_gflops": choice["gflops_per_sample"], "setting": describe(choice)}
 
 
-def _halt_rule(args, cfg, model):
+def _halt_rule(args, cfg):
     """--halt RULE:τ [--halt-cap L] -> a HaltRule (None without --halt), checked before anything is drawn."""
     if args.halt is None:
         if args.halt_cap is not None:
@@ -103,12 +103,10 @@ def _halt_rule(args, cfg, model):
         return None
     from ..sampling.adaptive import FAMILY_RULES, HaltRule
 
-    if getattr(model, "latent", None) is not None:
-        raise ConfigError("--halt runs the core loop by loop, which a model with a latent interface does not "
-                          "support yet: sample this run with fixed --loops")
     if args.loops is not None or args.uncond_loops is not None or args.latents is not None:
-        raise ConfigError("--halt picks every sample's loops itself: drop --loops / --uncond-loops / --latents "
-                          "(--halt-cap sets the most loops)")
+        raise ConfigError("--halt picks every sample's loops itself (at the full latent budget of a model with "
+                          "a latent interface): drop --loops / --uncond-loops / --latents (--halt-cap sets the "
+                          "most loops)")
     rule = HaltRule.parse(args.halt, cfg.train_loops if args.halt_cap is None else args.halt_cap)
     if rule.kind not in FAMILY_RULES[cfg.family]:
         raise ConfigError(f"--halt {rule.kind} is not a rule of the {cfg.family} family: use "
@@ -165,7 +163,7 @@ def _run(args, info) -> None:
     budget, uncond_budget = check_latent_budget(loaded.model, loops, uncond, guidance, args.latents,
                                                 args.uncond_latents, steps)
     guide, kind = check_guidance_kind(args.guidance, guidance, budget, uncond_budget)
-    halt = _halt_rule(args, cfg, loaded.model)
+    halt = _halt_rule(args, cfg)
     parts = parts_dir(out)
     if info.is_main:
         claim_parts(parts, _request_key(args, loaded, labels, loops, steps, guidance, kind))

@@ -16,6 +16,8 @@ Rules (`elt sample --halt RULE:τ --halt-cap L`):
 - `kl:τ` (masked family): Huginn's KL(p_ℓ ‖ p_{ℓ−1}) of the guided token distributions, mean over the positions
   still masked at this decoding step (e.g. 5e-4).
 τ = 0 never exits early (every sample runs the cap); τ = inf exits at loop 2, the first loop that can be judged.
+A model with a latent interface (ELIT) loops on its latents at the full budget J_max; judging a loop there
+also runs Write and the tail blocks (counted in `halted_gflops`), and `latent:τ` reads the latents.
 """
 from __future__ import annotations
 
@@ -111,14 +113,14 @@ def _change(kind: str, pred, prev_pred, h, prev_h, masked, coef: float, guided: 
 
 @torch.no_grad()
 def adaptive_predict(model, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, rule: HaltRule, cfg: float,
-                     coef: float = 1.0, exits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     coef: float = 1.0, exits: torch.Tensor | None = None, step: int | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """The guided prediction of a plain model, each sample at its own loop count -> (prediction (B, ...),
     loops used (B,) int64). `inputs`: the flow family's (x, t) or the masked family's (tokens,), batched with y
     (B,). `coef`: the step's factor from prediction change to sampler state change (the `sampler` rule).
-    `exits` (B,): run each sample to exactly these loops instead (a ForcedExits rule)."""
-    if getattr(model, "latent", None) is not None:
-        raise ConfigError("--halt runs the core loop by loop, which a model with a latent interface (model.latent) "
-                          "does not support yet: sample it with fixed --loops")
+    `exits` (B,): run each sample to exactly these loops instead (a ForcedExits rule). `step`: the sampling step,
+    for a GapProbe's records."""
+    path = getattr(model, "latent", None)  # ELIT: the core loops on latents between a head and a tail
     b = y.shape[0]
     device = y.device
     probe = rule if rule.kind == "probe" else None  # GapProbe: run the cap, read the rule at every loop
@@ -129,6 +131,9 @@ def adaptive_predict(model, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, r
         inputs = tuple(torch.cat([a, a]) for a in inputs)
         y = torch.cat([y, torch.full_like(y, model.null_label)])
     h, c = model.embed(*inputs, y)
+    if path is not None:  # at the full latent budget: kept (R, N, D) head output, h (R, G·J, D) latents
+        kept, h = path.enter(h, c, path.check_latents(None))
+        tail = path.tail_mods(c)
     mods = model.core.modulations(c)
     out = None
     used = torch.zeros(b, dtype=torch.long)
@@ -137,7 +142,8 @@ def adaptive_predict(model, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, r
     seen = []  # with a probe: (pred, h, value) of every loop
     for loop in range(1, rule.cap + 1):
         h = model.core.loop_once(h, mods)
-        rows = model.readout(h, c).float()  # (R, ...): R = 2n with guidance (cond rows, then uncond rows)
+        state = h if path is None else path.leave(kept, h, tail)  # (R, T, D) tokens for the output layer
+        rows = model.readout(state, c).float()  # (R, ...): R = 2n with guidance (cond rows, then uncond rows)
         if guided:
             cond, uncond = rows.chunk(2)
             pred = uncond + cfg * (cond - uncond)  # (n, ...): what the sampler will use
@@ -165,29 +171,28 @@ def adaptive_predict(model, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, r
         rows_kept = torch.cat([keep, keep]) if guided else keep
         h, c = h[rows_kept], c[rows_kept]
         mods = [tuple(m[rows_kept] for m in mod) for mod in mods]
+        if path is not None:
+            kept, tail = kept[rows_kept], [tuple(m[rows_kept] for m in mod) for mod in tail]
         prev_pred, prev_h, active = pred[keep], h, active[keep]
     if probe is not None and rule.cap > 2:
         last_pred, last_h, _ = seen[-1]
         values = torch.stack([v for _, _, v in seen[1:-1]], 1)  # (b, cap-2): loops 2 .. cap-1
         gaps = torch.stack([_change(measure, last_pred, p, last_h, hl, masked, coef, guided)
                             for p, hl, _ in seen[1:-1]], 1)
-        probe.records.append((values.cpu(), gaps.cpu()))
+        probe.records.append((step, values.cpu(), gaps.cpu()))
     return out, used
 
 
 def halting_step_fn(model, halt, cfg: float, used: list, rows: range, coefs: list[float] | None = None):
     """A sampler's network function fn(*inputs, y, step) whose k-th call (sampling or decoding step k) halts
     per sample with `halt` (a ForcedExits: exits where it says for the batch's samples `rows`); the loops used
-    go to `used`, one (b,) tensor per call. `coefs`: the `sampler` rule's factor per step (None: 1). A GapProbe's
-    records get the step index k added: (k, values, gaps)."""
+    go to `used`, one (b,) tensor per call. `coefs`: the `sampler` rule's factor per step (None: 1)."""
     def fn(*args):
         *inputs, y, _ = args
         k = len(used)
         exits = halt.loops[k, rows.start:rows.stop] if halt.kind == "forced" else None
-        recorded = len(halt.records) if halt.kind == "probe" else 0
-        pred, loops = adaptive_predict(model, tuple(inputs), y, halt, cfg, 1.0 if coefs is None else coefs[k], exits)
-        if halt.kind == "probe" and len(halt.records) > recorded:
-            halt.records[-1] = (k, *halt.records[-1])
+        pred, loops = adaptive_predict(model, tuple(inputs), y, halt, cfg, 1.0 if coefs is None else coefs[k], exits,
+                                       k)
         used.append(loops)
         return pred
     return fn
@@ -204,14 +209,20 @@ def _masked_kl(logits: torch.Tensor, prev: torch.Tensor, masked: torch.Tensor) -
 @torch.no_grad()
 def halted_gflops(model, loops: torch.Tensor, guided: bool) -> float:
     """Counted GFLOPs per sample of a halted sampling run, `loops` (steps, N) the loops each sample used per
-    step: per call a forward at its loop count plus the readouts that judged the earlier loops, x2 with
-    guidance (both rows loop alike)."""
+    step: per call a forward at its loop count plus the readouts that judged the earlier loops (with a latent
+    interface: Write, the tail blocks and the output layer), x2 with guidance (both rows loop alike)."""
     from ..anytime import forward_flops
     from ..bench.flops import count_flops
 
     device = next(model.parameters()).device
     h, c = model.embed(*(a.to(device) for a in model.example_inputs(1)))
-    readout = count_flops(lambda: model.readout(h, c))[0]
+    path = getattr(model, "latent", None)
+    if path is None:
+        readout = count_flops(lambda: model.readout(h, c))[0]
+    else:  # judging a loop of an ELIT model also runs Write and the tail blocks
+        kept, lat = path.enter(h, c, path.check_latents(None))
+        tail = path.tail_mods(c)
+        readout = count_flops(lambda: model.readout(path.leave(kept, lat, tail), c))[0]
     per_loop = {int(L): forward_flops(model, int(L)) for L in torch.unique(loops)}
     total = sum(per_loop[int(L)] * int(n) for L, n in zip(*torch.unique(loops, return_counts=True)))
     total += readout * int((loops - 1).clamp_min(0).sum())
