@@ -39,7 +39,8 @@ def test_the_probe_reads_the_rule_and_the_true_gap_to_the_cap(cfg):
              for L in range(1, 5)]
     assert used.tolist() == [4] * 5  # the probe never exits early: the fixed-cap trajectory
     torch.testing.assert_close(pred, fixed[-1], **CLOSE)
-    (values, gaps), = probe.records
+    (step, values, gaps), = probe.records
+    assert step is None  # a direct call; the samplers pass their step
     assert values.shape == gaps.shape == (5, 2)  # loops 2 and 3 (where a rule could stop)
     for i, L in enumerate((2, 3)):
         torch.testing.assert_close(values[:, i], 0.5 * _rms(fixed[L - 1] - fixed[L - 2]), **CLOSE)
@@ -123,6 +124,7 @@ def test_the_study_pairs_with_the_sweep_and_calibrates_on_held_out_samples(studi
         assert [r for r in entry["results"] if r.get("schedule") == study["points"][f"static {tag}"]["schedule"]]
     assert {"sampler", "latent"} == set(study["correlation"])
     assert study["correlation"]["sampler"]["pairs"] == 6 * 4 * 1  # samples × steps × judged loops below the cap
+    assert set(study["correlation"]["sampler"]["within_step"]) == {"2"}
     assert [s["rule"] for s in study["summary"]] == ["sampler:0.03", "latent:0.05"]
     for name in ("adaptive_curves.png", "adaptive_heat.png", "adaptive_gap.png", "anytime_pareto.png"):
         assert (out / name).is_file(), name
@@ -177,3 +179,17 @@ def test_halt_list_studies_one_run(studied, tmp_path, capsys):
             root / "cls", "--halt-list", "sampler:0.1"]
     assert_one_clear_line(argv, r"--halt-list studies one trained run: pass exactly one run folder",
                           (root / "run", tmp_path), capsys)
+
+
+def test_plan_measure_makes_the_missing_table(studied, tmp_path, capsys):
+    """`elt plan RUN --measure --classifier CLS`: a run without an any-time table is measured, then planned."""
+    import shutil
+
+    root, _ = studied
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    assert main(["plan", str(run), "--gflops", "1e6", "--measure", "--classifier", str(root / "cls"),
+                 "--per-class", "2"]) == 0
+    table = json.loads((run / "anytime" / "anytime.json").read_text())
+    assert [row["loops"] for row in table["runs"][0]["results"]] == [1, 2, 3, 4, 5]  # L = 1 .. L_max + 2
+    assert "<- chosen" in capsys.readouterr().out

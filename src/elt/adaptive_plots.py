@@ -45,6 +45,8 @@ def plot_heat(study: dict, path: str | Path) -> Path:
     """Per rule: the fraction of samples exiting at each loop (columns) at each sampling step (rows), with the
     static schedule calibrated from it marked."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     adaptive = [p for p in study["points"].values() if p["kind"] == "adaptive"]
     fig, axes = plt.subplots(1, len(adaptive), figsize=(2.6 * len(adaptive) + 1, 0.22 * study["steps"] + 2),
                              squeeze=False)
@@ -60,6 +62,7 @@ def plot_heat(study: dict, path: str | Path) -> Path:
         ax.set_title(f"{p['rule']}: {p['mean_loops']:.2f} loops", fontsize=8)
         ax.set_xlabel("exit loop")
         ax.set_xticks(range(1, heat.shape[1] + 1))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0, 0].set_ylabel("sampling step")
     axes[0, 0].legend(fontsize=6, loc="lower left")
     fig.colorbar(im, ax=axes[0].tolist(), fraction=0.05, label="fraction of samples")
@@ -70,6 +73,8 @@ def plot_heat(study: dict, path: str | Path) -> Path:
 def plot_gap(study: dict, path: str | Path) -> Path:
     """Per rule kind: its value at loop l against the true gap to the cap (log-log, a sample of the pairs)."""
     plt = _pyplot()
+    from matplotlib.ticker import NullFormatter
+
     kinds = list(study["correlation"])
     fig, axes = plt.subplots(1, max(len(kinds), 1), figsize=(4.2 * max(len(kinds), 1), 4), squeeze=False)
     for ax, kind in zip(axes[0], kinds):
@@ -77,11 +82,14 @@ def plot_gap(study: dict, path: str | Path) -> Path:
         v, g = np.asarray(c["scatter"]["value"]), np.asarray(c["scatter"]["gap"])
         ok = (v > 0) & (g > 0)
         ax.loglog(v[ok], g[ok], ".", ms=2, alpha=0.3)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
         for tau in c["decisions"]:
             ax.axvline(float(tau), color="r", ls=":", lw=0.8)
         ax.set_xlabel(f"{kind} rule value at loop l (change from l - 1)")
         ax.set_ylabel(f"true gap to L = {study['cap']}")
-        ax.set_title(f"Spearman {c['spearman']:+.3f} ({c['pairs']} pairs)", fontsize=8)
+        within = ", ".join(f"l={l} {r:+.2f}" for l, r in c["within_step"].items())
+        ax.set_title(f"Spearman {c['spearman']:+.3f} ({c['pairs']} pairs)\nwithin a step: {within}", fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle("does the rule know how far a sample is from the full-depth prediction? (dotted: the τ studied)",
                  fontsize=9)

@@ -81,12 +81,12 @@ def guiding_budget(loops: int, latents: int | None, uncond_loops: int | None, un
     return lw if jw is None else Budget(lw, jw)
 
 
-def pareto_front(rows: list[dict], key: str, lower_better: bool) -> list[dict]:
-    """The rows no cheaper-or-equal row beats on `key`: sorted by GFLOPs per sample, each strictly better
-    than every cheaper one (the best quality a compute budget can buy)."""
+def pareto_front(rows: list[dict], key: str, lower_better: bool, cost: str = "gflops_per_sample") -> list[dict]:
+    """The rows no cheaper-or-equal row beats on `key`: sorted by `cost` (GFLOPs or seconds per sample), each
+    strictly better than every cheaper one (the best quality a compute budget can buy)."""
     front: list[dict] = []
-    for r in sorted((r for r in rows if key in r), key=lambda r: (r["gflops_per_sample"],
-                                                                  r[key] if lower_better else -r[key])):
+    for r in sorted((r for r in rows if key in r and cost in r), key=lambda r: (r[cost],
+                                                                                r[key] if lower_better else -r[key])):
         if not front or (r[key] < front[-1][key] if lower_better else r[key] > front[-1][key]):
             front.append(r)
     return front

@@ -159,12 +159,12 @@ def _halt_rules(opts: AnytimeOptions, inputs: list, evaluate: bool) -> list:
     if cfg.makes_clips:
         raise ConfigError(f"--halt-list scores image runs in a dataset classifier's features; {run.run_dir} makes "
                           f"clips: sample it with `elt sample --halt` and score the clips with `elt eval`")
-    if getattr(run.model, "latent", None) is not None:
-        raise ConfigError("--halt-list runs the core loop by loop, which a model with a latent interface "
-                          "(model.latent) does not support yet: sweep it with --latents-list")
-    if item.uncond is not None or item.uncond_latents is not None or item.guide != "cfg" or item.latent_counts:
+    if item.uncond is not None or item.uncond_latents is not None or item.guide != "cfg":
         raise ConfigError("--halt-list decides the loops of both guidance rows together: drop --uncond-loops, "
-                          "--uncond-latents, --latents-list and --guidance autoguidance")
+                          "--uncond-latents and --guidance autoguidance")
+    if item.latent_counts:
+        raise ConfigError("--halt-list halts at the full latent budget: drop --latents-list (sweep the latents in "
+                          "another `elt anytime` call)")
     cap = cfg.train_loops if opts.halt_cap is None else opts.halt_cap
     rules = [HaltRule.parse(text, cap) for text in opts.halt_list]
     for rule in rules:
