@@ -118,3 +118,66 @@ def test_bad_sample_budget_gets_one_clear_line(measured_run, extra, message, tmp
     run, _ = measured_run
     assert_one_clear_line(["sample", run, "--per-class", "1", "--out", tmp_path / "x.npz", *extra], message,
                           (run, tmp_path), capsys)
+
+
+def _timed(rows_by_run: dict[str, list[tuple]], per_point: int = 100) -> dict:
+    """Like _table, each row with its measured sampling time: (loops, steps, gflops, fd, seconds)."""
+    table = _table({name: [(L, s, g, fd, 0.5) for L, s, g, fd, _ in rows] for name, rows in rows_by_run.items()})
+    for run, rows in zip(table["runs"], rows_by_run.values()):
+        run["samples_per_point"] = per_point
+        for row, (*_, seconds) in zip(run["results"], rows):
+            row["sample_seconds"] = seconds
+    return table
+
+
+def test_a_seconds_budget_uses_the_measured_time_per_sample():
+    """--seconds: each point costs its sweep's wall time over the sweep's sample count (here 100 per point)."""
+    table = _timed({"ilsd": [(1, 20, 2.0, 60.0, 20.0), (2, 20, 4.0, 30.0, 45.0), (4, 20, 8.0, 20.0, 80.0)]})
+    points = candidates(table["runs"])
+    assert [p["seconds_per_sample"] for p in points] == [0.2, 0.45, 0.8]
+    assert plan(points, 0.5, "fd_classifier", "seconds_per_sample")["choice"]["loops"] == 2
+    assert plan(points, 0.8, "fd_classifier", "seconds_per_sample")["choice"]["loops"] == 4
+    rng = random.Random(1)
+    for _ in range(200):  # never over a seconds budget, nothing cheaper is better
+        rows = [(rng.randint(1, 6), 20, rng.uniform(0.5, 10), rng.uniform(1, 100), rng.uniform(1, 90))
+                for _ in range(rng.randint(1, 12))]
+        points = candidates(_timed({"r": rows}, per_point=rng.choice([10, 100]))["runs"])
+        budget = rng.uniform(0.05, 2)
+        if budget < min(p["seconds_per_sample"] for p in points):
+            continue
+        choice = plan(points, budget, "fd_classifier", "seconds_per_sample")["choice"]
+        assert choice["seconds_per_sample"] <= budget
+        assert not any(p["seconds_per_sample"] <= budget and p["fd_classifier"] < choice["fd_classifier"]
+                       for p in points)
+
+
+def test_cli_seconds_budget_and_plot(tmp_path, capsys):
+    table = _timed({"ilsd": [(1, 20, 2.0, 60.0, 20.0), (2, 20, 4.0, 30.0, 45.0)]})
+    (tmp_path / "t.json").write_text(json.dumps(table))
+    assert main(["plan", str(tmp_path / "t.json"), "--seconds", "0.3", "--plot", str(tmp_path / "p.png"),
+                 "--json", str(tmp_path / "p.json")]) == 0
+    assert "within 0.3 s per sample: ilsd: loops=1" in capsys.readouterr().out
+    assert (tmp_path / "p.png").stat().st_size > 0
+    assert json.loads((tmp_path / "p.json").read_text())["cost"] == "seconds_per_sample"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (lambda t: ["plan", t / "a.json", "--seconds", "1"], r"the table has no seconds per sample for its fd_classifier "
+                                                         r"points .*plan with --gflops"),
+    (lambda t: ["plan", t / "b.json", "--seconds", "0"], r"--seconds must be a budget > 0 \(seconds per sample\)"),
+    (lambda t: ["plan", t / "b.json", "--seconds", "0.01"], r"no measured setting costs at most 0\.01 seconds per "
+                                                            r"sample: the cheapest, .* raise --seconds"),
+    (lambda t: ["plan", t / "b.json", "--gflops", "5", "--plot", t / "p.jpg"], r"--plot \S*p\.jpg does not end in "
+                                                                               r"\.png"),
+    (lambda t: ["plan", t / "b.json", "--gflops", "5", "--classifier", t], r"--classifier / --steps-list say how to "
+                                                                           r"measure a run: add --measure"),
+    (lambda t: ["plan", t / "b.json", "--gflops", "5", "--measure"], r"--measure measures a run folder; \S*b\.json "
+                                                                     r"is not one"),
+    (lambda t: ["plan", t, "--gflops", "5", "--measure"], r"--measure scores the run with a dataset classifier: pass "
+                                                          r"--classifier"),
+], ids=["no timings", "zero seconds", "below every time", "plot not png", "classifier without measure",
+        "measure a json", "measure without classifier"])
+def test_bad_plan_budget_input_gets_one_clear_line(argv, message, tmp_path, capsys):
+    (tmp_path / "a.json").write_text(json.dumps(TABLE))
+    (tmp_path / "b.json").write_text(json.dumps(_timed({"ilsd": [(1, 20, 2.0, 60.0, 20.0)]})))
+    assert_one_clear_line(argv(tmp_path), message, (tmp_path,), capsys)

@@ -1,11 +1,13 @@
 """The compute planner: the best measured setting of a run within a compute budget, and the Pareto front.
 
-`elt plan RUN_OR_ANYTIME_JSON --gflops X [--metric fd_classifier] [--json FILE]` reads the run's measured
-any-time results (`elt anytime RUN --eval --out DIR` writes DIR/anytime.json: loops, and latents, steps and the
-guidance budget where the sweep had them, each with counted GFLOPs per sample and quality) and returns the
-setting with the best quality whose GFLOPs per sample are at most X. Only measured settings are candidates:
-nothing is interpolated or guessed, and a budget below every measurement is an error that says which
-measurement to add.
+`elt plan RUN_OR_ANYTIME_JSON --gflops X | --seconds X [--metric fd_classifier] [--json FILE] [--plot FILE]`
+reads the run's measured any-time results (`elt anytime RUN --eval --out DIR` writes DIR/anytime.json: loops,
+and latents, steps, the guidance budget and halting rules or static per-step schedules where the sweep had
+them, each with counted GFLOPs per sample, the measured sampling time and quality) and returns the setting with
+the best quality whose cost per sample is at most X. Only measured settings are candidates: nothing is
+interpolated or guessed, and a budget below every measurement is an error that says which measurement to add.
+Seconds per sample are the sweep's own wall time over its sample count: they hold on the machine (and load)
+that made the table.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from .errors import ConfigError
 from .plots import METRICS
 
 SETTING_KEYS = ("loops", "latents", "steps", "uncond_loops", "uncond_latents")
+COSTS = {"gflops_per_sample": ("--gflops", "GFLOPs per sample"), "seconds_per_sample": ("--seconds",
+                                                                                          "seconds per sample")}
 LOWER_BETTER = {key: lower for key, _, lower in METRICS}
 
 
@@ -40,6 +44,8 @@ def candidates(runs: list[dict]) -> list[dict]:
                      "guidance": run.get("guidance")}
             point.update({k: run.get(k) for k in ("uncond_loops", "uncond_latents") if run.get(k) is not None})
             point.update(row)
+            if isinstance(row.get("sample_seconds"), (int, float)) and run.get("samples_per_point"):
+                point["seconds_per_sample"] = row["sample_seconds"] / run["samples_per_point"]
             out.append(point)
     return out
 
@@ -56,21 +62,26 @@ def choose_metric(points: list[dict], metric: str | None) -> str:
     return metric
 
 
-def plan(points: list[dict], budget: float, metric: str) -> dict:
-    """{"choice": the best point with GFLOPs per sample <= budget, "front": the Pareto front, "metric", "budget"}."""
+def plan(points: list[dict], budget: float, metric: str, cost: str = "gflops_per_sample") -> dict:
+    """{"choice": the best point with `cost` (GFLOPs or seconds per sample) <= budget, "front": the Pareto front,
+    "metric", "budget", "cost"}."""
+    flag, unit = COSTS[cost]
     if not budget > 0:
-        raise ConfigError(f"--gflops must be a budget > 0 (GFLOPs per sample), got {budget}")
+        raise ConfigError(f"{flag} must be a budget > 0 ({unit}), got {budget}")
     lower = LOWER_BETTER[metric]
-    scored = [p for p in points if metric in p]
-    within = [p for p in scored if p["gflops_per_sample"] <= budget]
+    scored = [p for p in points if metric in p and cost in p]
+    if not scored:
+        raise ConfigError(f"the table has no {unit} for its {metric} points (an anytime.json without sampling "
+                          f"times): measure again with `elt anytime RUN --eval`, or plan with --gflops")
+    within = [p for p in scored if p[cost] <= budget]
     if not within:
-        cheapest = min(scored, key=lambda p: p["gflops_per_sample"])
-        raise ConfigError(f"no measured setting costs at most {budget:g} GFLOPs per sample: the cheapest, "
-                          f"{describe(cheapest)}, costs {cheapest['gflops_per_sample']:.4g}; raise --gflops, or "
-                          f"measure cheaper settings (e.g. `elt anytime RUN --eval --steps-list ...` with fewer "
-                          f"steps)")
-    best = min(within, key=lambda p: ((p[metric] if lower else -p[metric]), p["gflops_per_sample"]))
-    return {"choice": best, "front": pareto_front(scored, metric, lower), "metric": metric, "budget": budget}
+        cheapest = min(scored, key=lambda p: p[cost])
+        raise ConfigError(f"no measured setting costs at most {budget:g} {unit}: the cheapest, "
+                          f"{describe(cheapest)}, costs {cheapest[cost]:.4g}; raise {flag}, or measure cheaper "
+                          f"settings (e.g. `elt anytime RUN --eval --steps-list ...` with fewer steps)")
+    best = min(within, key=lambda p: ((p[metric] if lower else -p[metric]), p[cost]))
+    return {"choice": best, "front": pareto_front(scored, metric, lower, cost), "metric": metric, "budget": budget,
+            "cost": cost}
 
 
 def describe(point: dict) -> str:

@@ -104,6 +104,29 @@ def plot_pareto(runs: list[dict], path: str | Path) -> Path:
                    path)
 
 
+def plot_plan(points: list[dict], result: dict, path: str | Path) -> Path:
+    """The planner's view: every measured point (quality against cost per sample), the Pareto front, the budget
+    and the chosen setting."""
+    plt = _pyplot()
+    cost, metric = result["cost"], result["metric"]
+    label = next((name for key, name, _ in METRICS if key == metric), metric)
+    rows = [p for p in points if metric in p and cost in p]
+    fig, axes = plt.subplots(1, 1, figsize=(5.6, 4.2), squeeze=False)
+    ax = axes[0, 0]
+    ax.plot([p[cost] for p in rows], [p[metric] for p in rows], "o", ms=3.5, alpha=0.4, color="grey",
+            label="measured settings")
+    front = result["front"]
+    ax.plot([p[cost] for p in front], [p[metric] for p in front], "-", lw=1.8, label="Pareto front")
+    ax.axvline(result["budget"], color="r", ls=":", lw=1, label="budget")
+    ax.plot(result["choice"][cost], result["choice"][metric], "*", ms=14, color="C3", label="chosen")
+    ax.set_xscale("log")
+    ax.set_xlabel("GFLOPs per sample (counted)" if cost == "gflops_per_sample" else "seconds per sample (measured)")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    unit = "GFLOPs" if cost == "gflops_per_sample" else "seconds"
+    return _finish(plt, fig, axes, f"the best measured {metric} within {result['budget']:g} {unit} per sample", path)
+
+
 def _finish(plt, fig, axes, title: str, path: str | Path) -> Path:
     """Legend in the first panel, the title, and the figure saved to `path` (then closed)."""
     axes[0, 0].legend(fontsize=8)
