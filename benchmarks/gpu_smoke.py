@@ -7,8 +7,9 @@ For each variant (ddp, fsdp) x (eager, compiled) it builds the trainer on a code
 the model's input shape (4x32x32 for ELT-DiT: nothing to download), runs `--warmup` steps, then times `--steps`
 steps (CUDA-synchronised) and prints per variant: the median step time, samples/s, the model-FLOPs utilisation
 (3 x the counted forward FLOPs with ILSD's two exits x samples/s, against the device's dense bf16 peak from its
-datasheet when known, and against the bf16 matmul peak measured here), and the peak memory per GPU. On a CPU
-(`--device cpu`, tiny `--size`) it runs the same path, for checking the script itself.
+datasheet when known, and against the matmul peak measured here in the precision the steps run), and the peak
+memory per GPU. Precision is `auto`: bf16 on GPUs, fp32 on a CPU without bf16 units. On a CPU (`--device cpu`,
+tiny `--size`) it runs the same path, for checking the script itself.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from elt.config import load_config
 from elt.data import write_codes
 from elt.models import build_model
 from elt.models.registry import size_overrides
+from elt.precision import resolve_precision
 from elt.train.trainer import Trainer
 
 DATASHEET_BF16 = {"H100 SXM": 989e12, "H100 80GB HBM3": 989e12, "H100 PCIe": 756e12, "H200": 989e12,
@@ -102,11 +104,12 @@ def main() -> None:
         synthetic_latents(data, tuple(probe.model.input_shape), probe.model.num_classes, 64 * args.batch * world)
     dist.barrier()
     base = ["family=flow", *size_overrides(args.size), f"data.name={data}", f"train.batch_size={args.batch * world}",
-            "train.precision=bf16", f"train.device={args.device}", "train.steps=100000", "train.log_every=100000",
+            "train.precision=auto", f"train.device={args.device}", "train.steps=100000", "train.log_every=100000",
             "train.ckpt_every=100000", "train.sample_every=0", "objective.kind=diffusion"]
     flops = train_flops_per_sample(load_config(None, base))
     device = torch.device("cuda") if torch.cuda.is_available() and args.device != "cpu" else torch.device("cpu")
-    measured = matmul_peak(device, torch.bfloat16, max_n=8192 if device.type == "cuda" else 2048)["gflops"] * 1e9
+    dtype = torch.bfloat16 if resolve_precision("auto", device) == "bf16" else torch.float32  # what the steps run
+    measured = matmul_peak(device, dtype, max_n=8192 if device.type == "cuda" else 2048)["gflops"] * 1e9
     sheet = datasheet_peak()
     rows = []
     for variant in args.variants:
@@ -115,7 +118,7 @@ def main() -> None:
     if rank == 0:
         name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
         print(f"{args.size} on {world} x {name}: {flops / 3 / 1e9:.1f} GFLOPs per forward, batch {args.batch}/GPU, "
-              f"bf16; matmul peak measured {measured / 1e12:.1f} TFLOP/s"
+              f"{str(dtype).replace('torch.', '')}; matmul peak measured {measured / 1e12:.1f} TFLOP/s"
               + (f", datasheet {sheet / 1e12:.0f}" if sheet else ""))
         print(f"{'variant':<14} {'step s (median [min, max])':<28} {'samples/s':>10} {'MFU sheet':>10} "
               f"{'MFU meas.':>10} {'peak GiB/GPU':>13}")

@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--n", type=int, default=100, help="samples per call (one batch)")
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--precision", default="bf16")
+    ap.add_argument("--precision", default="auto")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 

@@ -91,6 +91,7 @@ CONFIG_ROWS = [
     ("train.ema_decay=1", r"train.ema_decay must be in \[0, 1\)"),
     ("train.label_dropout=1", r"train.label_dropout must be in \[0, 1\)"),
     ("train.precision=fp16", r"fp16 is not supported"),
+    ("train.precision=bf32", r"train.precision must be 'auto', 'bf16' or 'fp32'"),
     ("train.device=tpu", r"train.device must be 'auto', 'cpu' or 'cuda'"),
     ("train.log_every=0", r"train.log_every must be >= 1"),
     ("train.ckpt_every=0", r"train.ckpt_every must be >= 1"),

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from elt.bench.flops import analytic_forward_flops, count_flops, flow_arch
+from elt.bench.flops import analytic_forward_flops, count_flops, flow_arch, matmul_peak
 from elt.bench.memory import LiveTensorBytes
 from elt.bench.peer import PeerUnavailable, load_dit_class
 from elt.bench.run import BenchOptions, run_bench
@@ -229,3 +229,12 @@ def test_live_tensor_bytes_tracks_allocations_and_frees():
         assert live.current == 3000
         del b, c
     assert live.peak == 6000 and live.current == 0
+
+
+def test_matmul_peak_stops_growing_the_size_once_one_matmul_is_slow():
+    """A dtype the device only emulates (bf16 on an AVX2 CPU: ~1 GFLOP/s) must not be timed at n = 4096."""
+    cpu = torch.device("cpu")
+    slow = matmul_peak(cpu, torch.float32, reps=1, max_n=2048, slow_s=0.0)  # every matmul counts as slow
+    assert list(slow["by_n"]) == ["1024"]
+    fast = matmul_peak(cpu, torch.float32, reps=1, max_n=2048, slow_s=1e9)
+    assert list(fast["by_n"]) == ["1024", "2048"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .errors import ConfigError, DataError
 from .outputs import output_folder
+from .precision import check_precision, resolve_precision
 from .sampling.generate import LoadedRun, generate, load_run
 from .budget import Budget
 from .sampling.request_checks import (at_least_1, check_guidance_kind, check_latent_budget, check_seed,
@@ -33,7 +34,7 @@ class AnytimeOptions:
     steps: int | None = None  # sampling steps (default: each run's sample.steps)
     cfg: float | None = None  # guidance scale (default: each run's sample.cfg)
     seed: int = 0
-    precision: str = "bf16"
+    precision: str = "auto"  # "auto" | "bf16" | "fp32"; resolved on the sampling device before anything runs
     max_loops: int | None = None  # last loop count (default L_max + 2; 1 for a baseline run)
     eval: bool = False  # score every loop count (a classifier alone also turns on its fast metrics)
     steps_list: list[int] | None = None  # with eval: also sweep these sampling steps
@@ -91,6 +92,8 @@ def run_anytime(opts: AnytimeOptions, log: Callable[[str], None] = print) -> Pat
     grids = ["anytime.png" if len(opts.runs) == 1 else f"anytime_{label}.png" for label in labels]
     _refuse_folders(out, ("anytime.json", "anytime_quality.png", "anytime_pareto.png", *grids))
     check_seed(opts.seed)
+    check_precision("--precision", opts.precision, ConfigError)
+    opts = replace(opts, precision=resolve_precision(opts.precision, torch.device("cpu")))  # recorded: what ran
     evaluate = opts.eval or bool(opts.classifier)
     if opts.steps_list and not evaluate:
         raise ConfigError("--steps-list sweeps sampling steps for --eval; add --eval")

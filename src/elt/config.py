@@ -69,7 +69,7 @@ class TrainConfig:
     min_latents: int | None = None  # with model.latent: J̃ ~ U{min_latents..max_latents} per step (None: 1); else unset
     max_latents: int | None = None  # with model.latent: the draw's upper end (None: J_max); else unset
     latent_teacher: str = "same"  # ILSD with model.latent: teacher at J̃ ("same", one forward) or J_max ("full")
-    precision: str = "bf16"  # "bf16" autocast | "fp32"
+    precision: str = "auto"  # "auto" (bf16 where the device has bf16 units, else fp32) | "bf16" autocast | "fp32"
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     compile: bool = False

@@ -114,10 +114,12 @@ def count_flops(fn: Callable[[], object]) -> tuple[int, dict[str, int]]:
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, reps: int = 5,
-                max_n: int = 4096) -> dict:
+                max_n: int = 4096, slow_s: float = 0.25) -> dict:
     """Achieved FLOP/s of an n×n @ n×n matmul (median of `reps`). n=None: the best median over
     n = 1024, 2048, … up to `max_n` (large sizes can fall out of cache and run slower, so the largest size is
-    not always the fastest). -> {"n", "dtype", "gflops", "times_s", "by_n"}."""
+    not always the fastest), stopping once one matmul takes over `slow_s` seconds (a dtype the device only
+    emulates, e.g. bf16 on a CPU without AVX-512 BF16, would otherwise take minutes at the larger sizes).
+    -> {"n", "dtype", "gflops", "times_s", "by_n"}."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def time_one(size: int) -> list[float]:
@@ -135,7 +137,11 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, 
         return times
 
     sizes = [n] if n is not None else [s for s in (1024, 2048, 3072, 4096, 8192) if s <= max_n]
-    by_n = {size: time_one(size) for size in sizes}
+    by_n = {}
+    for size in sizes:
+        by_n[size] = time_one(size)
+        if statistics.median(by_n[size]) > slow_s:
+            break
     gflops = {size: 2 * size ** 3 / statistics.median(t) / 1e9 for size, t in by_n.items()}
     best = max(gflops, key=gflops.get)
     return {"n": best, "dtype": str(dtype).replace("torch.", ""), "gflops": gflops[best], "times_s": by_n[best],

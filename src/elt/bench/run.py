@@ -19,7 +19,7 @@ from ..atomic import write_text_atomic
 from ..config import ConfigError, load_config
 from ..device import resolve_device
 from ..outputs import output_file
-from ..precision import check_precision
+from ..precision import check_precision, resolve_precision
 from .flops import analytic_forward_flops, count_flops, matmul_peak
 from .memory import peak_call_bytes, process_max_rss_bytes
 from .report import format_report
@@ -210,6 +210,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda m: print(m
     if opts.threads:
         torch.set_num_threads(opts.threads)
     device = _device(opts)
+    s["precision"] = resolve_precision(s["precision"], device)  # "auto" -> what this device runs
     amp = autocast_factory(device, s["precision"])
 
     log("measuring the matmul peak (fp32, bf16) ...")

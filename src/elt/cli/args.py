@@ -54,7 +54,8 @@ def add_sampling_args(parser: argparse.ArgumentParser, many: bool = False) -> No
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the config's)")
     parser.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale; 1 = off")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                        help="network precision (default auto: bf16 where the device has bf16 units, else fp32)")
 
 
 def add_eval_args(parser: argparse.ArgumentParser, ref_help: str, classifier_help: str,

@@ -11,7 +11,7 @@ def add_parser(sub) -> None:
     b.add_argument("--train-batch", type=int, help="training-step batch (default: the config's train.batch_size)")
     b.add_argument("--reps", type=int, help="timed repetitions per measurement (default 7); the median is reported")
     b.add_argument("--warmup", type=int, help="untimed warm-up repetitions (default 2)")
-    b.add_argument("--precision", choices=["bf16", "fp32"], help="default: the config's train.precision")
+    b.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="default: the config's train.precision")
     b.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     b.add_argument("--compile", action="store_true", help="time torch.compile'd models (compile time reported apart)")
     b.add_argument("--threads", type=int, help="torch CPU threads (default: PyTorch's choice)")

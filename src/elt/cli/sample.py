@@ -7,6 +7,7 @@ import torch
 
 from ..errors import ConfigError
 from ..outputs import output_file
+from ..precision import resolve_precision
 from .args import add_sampling_args, add_uncond_latents_arg, add_uncond_loops_arg, latents_arg, loops_arg
 
 
@@ -143,6 +144,7 @@ def _run(args, info) -> None:
     at_least_1("--chunk", args.chunk)
     planned = _apply_budget(args)
     loaded = load_run(args.run_dir, info.device)
+    args.precision = resolve_precision(args.precision, info.device)  # the record says what ran
     cfg = loaded.cfg
     clips = cfg.makes_clips
     if args.grid:

@@ -29,7 +29,7 @@ class TokenizerConfig:
     lr: float = 2e-3
     warmup_steps: int = 100
     seed: int = 0
-    precision: str = "fp32"  # "fp32" | "bf16" (autocast)
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast) | "auto" (bf16 where the device has bf16 units)
     max_minutes: float = 0.0  # wall-clock budget; 0 = none
     log_every: int = 50
 

@@ -78,7 +78,7 @@ def fit(trainer) -> dict:
                 last = {"step": trainer.step, **res.logged(trainer.parallel.mean),
                         "student_loops": res.student_loops, "lambda": res.lam,
                         "lr": schedule.learning_rate(trainer.step - 1, trainer.cfg), "grad_norm": res.grad_norm,
-                        "img_per_s": window_n / (now - window_t), "elapsed_min": trainer.elapsed / 60}
+                        "img_per_s": window_n / (now - window_t), "elapsed_min": trainer.elapsed / 60, "precision": trainer.precision}
                 window_t, window_n = now, 0
                 last |= step_columns(trainer.family, res.plan)
                 if trainer.log is not None:

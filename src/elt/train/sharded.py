@@ -26,6 +26,7 @@ from torch.distributed.tensor import DTensor
 
 from .. import distributed
 from ..checkpoint import load_weights
+from ..precision import resolve_precision
 from .optim import in_own_layout
 from .parallel import DataParallel
 
@@ -36,7 +37,7 @@ SCATTER = StateDictOptions(full_state_dict=True)  # every rank passes the full s
 class FullyShardedDataParallel(DataParallel):
     """Weights, gradients, optimizer state and EMA sharded over the ranks (FSDP2); one process: one shard."""
 
-    def __init__(self, info, precision: str = "bf16"):
+    def __init__(self, info, precision: str = "auto"):
         super().__init__(info)
         if not dist.is_initialized():  # one process: FSDP still needs a process group (of one)
             if "MASTER_ADDR" not in os.environ:
@@ -47,12 +48,12 @@ class FullyShardedDataParallel(DataParallel):
                                   "process")
             dist.init_process_group(backend="nccl" if info.device.type == "cuda" else "gloo")
         self.mesh = init_device_mesh(info.device.type, (info.world,))
-        param_dtype = torch.bfloat16 if precision == "bf16" else None
+        param_dtype = torch.bfloat16 if resolve_precision(precision, info.device) == "bf16" else None
         self.policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32,
                                            cast_forward_inputs=False)
 
     @classmethod
-    def setup(cls, device_pref: str = "auto", precision: str = "bf16") -> "FullyShardedDataParallel":
+    def setup(cls, device_pref: str = "auto", precision: str = "auto") -> "FullyShardedDataParallel":
         return cls(distributed.setup(device_pref), precision)
 
     def shard(self, model: nn.Module) -> nn.Module:

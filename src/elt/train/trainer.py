@@ -21,6 +21,7 @@ from ..ema import EMA
 from ..family import build_family
 from ..grid import make_grid, save_png
 from ..models import build_model
+from ..precision import resolve_precision
 from . import loop, schedule
 from .data import Prefetcher
 from .logs import RunLog, check_tensorboard
@@ -38,6 +39,7 @@ class Trainer:
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
         self.parallel = DataParallel.for_config(cfg.train)
         t = cfg.train
+        self.precision = resolve_precision(t.precision, self.dist.device)  # "auto" -> what this device runs
         if t.batch_size % self.dist.world:
             raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by the {self.dist.world} "
                               f"processes: choose a multiple of the process count")
@@ -116,7 +118,7 @@ class Trainer:
         cfg, t = self.cfg, self.cfg.train
         batch = self._next_batch(step)
         plan = plan_step(t, step, cfg.latent_range, cfg.j_max)
-        loss, parts = compute_loss(self.family, self.net, batch, plan, autocast(self.dist.device, t.precision))
+        loss, parts = compute_loss(self.family, self.net, batch, plan, autocast(self.dist.device, self.precision))
         lr = schedule.learning_rate(step, cfg)
         for group in self.opt.param_groups:
             group["lr"] = lr
@@ -181,7 +183,7 @@ class Trainer:
         labels = torch.arange(k).repeat_interleave(per_class)
         sample = self.family.sampler(model, self.run_dir)
         imgs = sample(labels, self.cfg.train_loops, steps or self.cfg.sample.steps, self.cfg.sample.cfg, seed=0,
-                      precision=self.cfg.train.precision)
+                      precision=self.precision)
         grid = make_grid(imgs, k, per_class)
         if self.log is not None:
             self.log.image("samples", grid, self.step)
