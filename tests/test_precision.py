@@ -68,3 +68,13 @@ def test_a_run_and_its_samples_record_the_precision_that_ran(units, present, exp
     assert main(["sample", str(run), "--out", str(out), "--per-class", "1", "--steps", "1"]) == 0  # default auto
     assert json.loads(out.with_suffix(".json").read_text())["precision"] == expected
     capsys.readouterr()
+
+
+def test_the_cli_prints_the_emulated_bf16_warning_as_one_line(units, tmp_path, tiny_cfg_dict, capsys):
+    units(False)
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_cfg_dict()))
+    assert main(["train", str(cfg_path), "train.steps=1", "train.precision=bf16", "--out", str(tmp_path / "r"),
+                 "--no-progress"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "bf16" in line]
+    assert len(err) == 1 and err[0].startswith("elt: warning: bf16 on this cpu runs through a slow emulation"), err

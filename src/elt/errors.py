@@ -39,5 +39,9 @@ class PeerUnavailable(EltError, RuntimeError):
     """The benchmark peer cannot be built here; the message says why and how to fix it."""
 
 
-__all__ = ["EltError", "ConfigError", "TokenizerError", "CheckpointError", "DataError", "TrainingError",
+class EltWarning(UserWarning):
+    """Something that will run, but not as the user probably expects (the CLI prints it as `elt: warning: …`)."""
+
+
+__all__ = ["EltError", "EltWarning", "ConfigError", "TokenizerError", "CheckpointError", "DataError", "TrainingError",
            "PeerUnavailable"]

@@ -13,6 +13,8 @@ import warnings
 
 import torch
 
+from .errors import EltWarning
+
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
@@ -33,21 +35,22 @@ def fast_bf16(device: torch.device) -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_precision(precision: str, device: torch.device, warn: bool = True) -> str:
     """"bf16" or "fp32": what `precision` means on `device` ("auto" picks; an explicit "bf16" on a device
-    without bf16 units is kept, with a warning that it is slow there)."""
+    without bf16 units is kept, with a warning that it is slow there unless `warn` is False)."""
     check_precision("precision", precision)
     if precision == "auto":
         return "bf16" if fast_bf16(device) else "fp32"
-    if precision == "bf16" and not fast_bf16(device):
+    if precision == "bf16" and warn and not fast_bf16(device):
         warnings.warn(f"bf16 on this {device.type} runs through a slow emulation (no AVX-512 BF16 / AMX units): "
-                      f"expect it to be many times slower than fp32; use precision 'auto' or 'fp32'", stacklevel=2)
+                      f"expect it to be many times slower than fp32; use precision 'auto' or 'fp32'", EltWarning, stacklevel=2)
     return precision
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """A fresh context: bf16 autocast on `device` when `precision` resolves to "bf16", none for "fp32"."""
-    if resolve_precision(precision, device) == "bf16":
+    """A fresh context: bf16 autocast on `device` when `precision` resolves to "bf16", none for "fp32" (the
+    entry points, which resolve the precision first, give the warning about emulated bf16)."""
+    if resolve_precision(precision, device, warn=False) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

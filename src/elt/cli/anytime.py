@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
     a.add_argument("--per-class", type=int, default=100, help="samples per class at each point")
     a.add_argument("--halt-list", nargs="+", metavar="RULE:TAU",
                    help="with --eval on one run: study per-sample adaptive exit with these rules (e.g. sampler:0.004 "
-                        "sampler:0.008; masked: kl:5e-4) against fixed L, a static per-step schedule and shuffled "
+                        "sampler:0.008; masked: kl:0.03) against fixed L, a static per-step schedule and shuffled "
                         "exits -> adaptive.json, adaptive_curves.png, adaptive_heat.png, adaptive_gap.png; the "
                         "adaptive and static points join anytime.json (the planner's candidates)")
     a.add_argument("--halt-cap", type=int, default=None, metavar="L",

@@ -3,8 +3,9 @@ stderr and an exit code: 2 for a problem in the input, 1 for a run that could no
 from __future__ import annotations
 
 import sys
+import warnings
 
-from ..errors import EltError
+from ..errors import EltError, EltWarning
 from . import anytime, bench, data, eval, plan, sample, train
 from .args import Parser
 
@@ -20,6 +21,17 @@ def build_parser() -> Parser:
     return p
 
 
+def _one_line_warnings(default):
+    """A `warnings.showwarning` that prints the project's own warnings as one line, `elt: warning: …`, and any
+    other warning through `default`."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, EltWarning):
+            print(f"elt: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -30,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = list(args.overrides) + extra
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            args.func(args)
     except EltError as e:
         print(f"elt: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -38,8 +38,8 @@ def add_parser(sub) -> None:
     s.add_argument("--halt", metavar="RULE:TAU",
                    help="per-sample adaptive loops: sampler:τ (flow: how far one more loop would move the sampler's "
                         "next state, pixel units, e.g. 0.008), kl:τ (masked: KL between successive loops' token "
-                        "distributions on the masked positions, e.g. 5e-4) or latent:τ (relative core-state change, "
-                        "e.g. 0.03); each sample stops looping at each step once the change is below τ")
+                        "distributions on the masked positions, e.g. 0.03) or latent:τ (relative core-state change, "
+                        "e.g. 0.2); each sample stops looping at each step once the change is below τ")
     s.add_argument("--halt-cap", type=int, default=None, metavar="L",
                    help="with --halt: the most loops per call (default: the trained L_max)")
     s.add_argument("--budget", type=float, default=None, metavar="GFLOPS",

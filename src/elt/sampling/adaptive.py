@@ -14,7 +14,7 @@ Rules (`elt sample --halt RULE:τ --halt-cap L`):
 - `latent:τ`: Huginn's relative latent change, mean over positions of ‖h_ℓ − h_{ℓ−1}‖ / ‖h_ℓ‖ (the larger of
   the two rows under guidance).
 - `kl:τ` (masked family): Huginn's KL(p_ℓ ‖ p_{ℓ−1}) of the guided token distributions, mean over the positions
-  still masked at this decoding step (e.g. 5e-4).
+  still masked at this decoding step (e.g. 0.03: 3.1 mean loops of 4 on the MNIST masked model).
 τ = 0 never exits early (every sample runs the cap); τ = inf exits at loop 2, the first loop that can be judged.
 A model with a latent interface (ELIT) loops on its latents at the full budget J_max; judging a loop there
 also runs Write and the tail blocks (counted in `halted_gflops`), and `latent:τ` reads the latents.
@@ -50,8 +50,8 @@ class HaltRule:
             tau = None
         if kind not in RULES or not sep or tau is None or math.isnan(tau) or tau < 0:
             raise ConfigError(f"--halt {text!r}: write RULE:τ with RULE one of {', '.join(RULES)} and τ a number "
-                              f">= 0, e.g. --halt sampler:0.008 (flow, pixel units), --halt kl:5e-4 (masked) or "
-                              f"--halt latent:0.03")
+                              f">= 0, e.g. --halt sampler:0.008 (flow, pixel units), --halt kl:0.03 (masked) or "
+                              f"--halt latent:0.2")
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
             raise ConfigError(f"--halt-cap must be an integer loop count >= 1, got {cap!r}")
         return cls(kind, tau, cap)

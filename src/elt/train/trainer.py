@@ -39,7 +39,6 @@ class Trainer:
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
         self.parallel = DataParallel.for_config(cfg.train)
         t = cfg.train
-        self.precision = resolve_precision(t.precision, self.dist.device)  # "auto" -> what this device runs
         if t.batch_size % self.dist.world:
             raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by the {self.dist.world} "
                               f"processes: choose a multiple of the process count")
@@ -96,6 +95,7 @@ class Trainer:
         self.step, self.elapsed = 0, 0.0
         if resume:
             self._resume(allow_changes)
+        self.precision = resolve_precision(t.precision, self.dist.device)  # "auto" -> what this device runs
         self.net = self.parallel.wrap(self.model, compile=t.compile)
         self.log_path = self.run_dir / "log.jsonl"
         if self.dist.is_main:
