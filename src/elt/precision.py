@@ -43,7 +43,8 @@ def resolve_precision(precision: str, device: torch.device, warn: bool = True) -
         return "bf16" if fast_bf16(device) else "fp32"
     if precision == "bf16" and warn and not fast_bf16(device):
         warnings.warn(f"bf16 on this {device.type} runs through a slow emulation (no AVX-512 BF16 / AMX units): "
-                      f"expect it to be many times slower than fp32; use precision 'auto' or 'fp32'", EltWarning, stacklevel=2)
+                      f"expect it to be many times slower than fp32; use precision 'auto' or 'fp32'", EltWarning,
+                      stacklevel=2)
     return precision
 
 
