@@ -23,13 +23,19 @@ COSTS = {"gflops_per_sample": ("--gflops", "GFLOPs per sample"), "seconds_per_sa
 LOWER_BETTER = {key: lower for key, _, lower in METRICS}
 
 
+def table_in(folder: Path) -> Path | None:
+    """The any-time table a folder holds: its anytime.json, or anytime/anytime.json (the README's `--out
+    RUN/anytime`); None when it holds neither."""
+    return next((c for c in (folder / "anytime.json", folder / "anytime" / "anytime.json") if c.is_file()), None)
+
+
 def find_table(path: str | Path) -> Path:
     """An anytime.json, or a run folder holding anytime/anytime.json (the README's `--out RUN/anytime`)."""
     path = Path(path)
     if path.is_dir():
-        for candidate in (path / "anytime.json", path / "anytime" / "anytime.json"):
-            if candidate.is_file():
-                return candidate
+        table = table_in(path)
+        if table is not None:
+            return table
         raise ConfigError(f"{path} holds no anytime.json (nor anytime/anytime.json): measure the run first with "
                           f"`elt anytime {path} --eval --out {path / 'anytime'}`")
     return path

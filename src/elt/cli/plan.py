@@ -66,12 +66,13 @@ def _measure(args) -> None:
     """--measure: a run folder without a table gets one (`elt anytime RUN --eval --out RUN/anytime`)."""
     from ..anytime_run import AnytimeOptions, run_anytime
     from ..errors import ConfigError
+    from ..planner import table_in
 
     run_dir = Path(args.table)
     if not run_dir.is_dir():
         raise ConfigError(f"--measure measures a run folder; {run_dir} is not one (an anytime.json is already "
                           f"measured: drop --measure)")
-    if (run_dir / "anytime.json").is_file() or (run_dir / "anytime" / "anytime.json").is_file():
+    if table_in(run_dir) is not None:
         return  # measured already: plan from it
     if not args.classifier:
         raise ConfigError("--measure scores the run with a dataset classifier: pass --classifier CLS_DIR (made by "

@@ -48,7 +48,8 @@ class FullyShardedDataParallel(DataParallel):
                                   "process")
             dist.init_process_group(backend="nccl" if info.device.type == "cuda" else "gloo")
         self.mesh = init_device_mesh(info.device.type, (info.world,))
-        param_dtype = torch.bfloat16 if resolve_precision(precision, info.device) == "bf16" else None
+        # the trainer resolves the same precision and gives the warning about emulated bf16
+        param_dtype = torch.bfloat16 if resolve_precision(precision, info.device, warn=False) == "bf16" else None
         self.policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32,
                                            cast_forward_inputs=False)
 
